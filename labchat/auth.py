@@ -1,0 +1,759 @@
+"""Server-side authentication: the users file, password hashing and login throttling.
+
+Three layers, none of which touches a socket:
+
+* :func:`hash_password` / :func:`verify_password` turn a password into a salted scrypt record
+  and check a password against one.
+* :class:`UserStore` keeps ``name -> record`` in a JSON users file, written atomically with
+  mode 0600.
+* :class:`Authenticator` answers one login attempt with a :class:`LoginOutcome`, consulting a
+  :class:`LoginThrottle` first and bounding how many scrypt computations run at once.
+
+No plaintext password is ever written to disk, logged, or put in an exception message.
+
+References:
+
+* OWASP Password Storage Cheat Sheet,
+  https://cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html
+* OWASP Authentication Cheat Sheet (login throttling, generic error messages),
+  https://cheatsheetseries.owasp.org/cheatsheets/Authentication_Cheat_Sheet.html
+* RFC 7914, The scrypt Password-Based Key Derivation Function.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labchat.protocol import USERNAME_RE
+
+__all__ = [
+    "MAX_PASSWORD_LEN",
+    "MIN_PASSWORD_LEN",
+    "SCRYPT_MAXMEM",
+    "SCRYPT_N",
+    "SCRYPT_P",
+    "SCRYPT_R",
+    "AuthError",
+    "Authenticator",
+    "LoginOutcome",
+    "LoginThrottle",
+    "UserStore",
+    "hash_password",
+    "validate_password",
+    "validate_username",
+    "verify_password",
+]
+
+log = logging.getLogger(__name__)
+
+# --- scrypt parameters -----------------------------------------------------------------------
+# OWASP Password Storage Cheat Sheet lists scrypt N=2**17, r=8, p=1 as the baseline, and the
+# equivalent-strength N=2**14, r=8, p=5. We take the latter: scrypt needs 128 * N * r bytes
+# (RFC 7914 section 2), so N=2**17 costs 128 MiB per hash while N=2**14, r=8 costs 16 MiB.
+# A classroom of 30 logging in at once must not need gigabytes; p runs the lanes one after
+# the other in hashlib, which buys the same CPU cost without the memory.
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 5
+# hashlib.scrypt refuses to use more than maxmem bytes (OpenSSL's default is 32 MiB); 64 MiB
+# is headroom over 128 * N * r = 16 MiB for the default, and also the ceiling a record read
+# from disk can ask for, so a tampered users file cannot make one check allocate gigabytes.
+SCRYPT_MAXMEM = 64 * 1024 * 1024
+
+SALT_BYTES = 16  # OWASP: a unique, random salt per password; 128 bits avoids collisions.
+HASH_BYTES = 32  # 256-bit derived key, the usual scrypt output length.
+
+# Bounds on a record read back from disk: anything outside is "malformed", not "expensive".
+# RFC 7914 section 2: N must be a power of two greater than 1, and r * p < 2**30.
+_MAX_N = 2**20
+_MAX_R = 32
+_MAX_P = 16
+
+# --- password policy -------------------------------------------------------------------------
+# OWASP Authentication Cheat Sheet / NIST SP 800-63B 5.1.1.2: at least 8 characters; allow
+# long passphrases (at least 64). The upper bound only keeps one login from feeding megabytes
+# into the hash; 1024 characters is far beyond any passphrase a learner types.
+MIN_PASSWORD_LEN = 8
+MAX_PASSWORD_LEN = 1024
+
+
+class AuthError(ValueError):
+    """Bad input to the users store, with a message a command-line user understands.
+
+    Raised for an invalid user name, a password of the wrong length, adding a user that
+    exists, removing one that does not, and an unreadable or corrupt users file. Messages
+    never contain a password.
+    """
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def validate_username(name: str) -> None:
+    """Check that *name* is an acceptable user name.
+
+    Args:
+        name: The proposed user name.
+
+    Raises:
+        AuthError: If *name* is not a string of 1 to 32 characters from ``A-Z a-z 0-9 _ . -``.
+    """
+    if not isinstance(name, str) or USERNAME_RE.fullmatch(name) is None:
+        shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
+        raise AuthError(f"invalid user name {shown}: use 1 to 32 letters, digits, '_', '.' or '-'")
+
+
+def validate_password(password: str) -> None:
+    """Check that *password* meets the length policy.
+
+    Args:
+        password: The proposed password (never echoed in the error).
+
+    Raises:
+        AuthError: If *password* is not a string, is shorter than :data:`MIN_PASSWORD_LEN`
+            or longer than :data:`MAX_PASSWORD_LEN` characters, or cannot be encoded as UTF-8.
+    """
+    if not isinstance(password, str):
+        raise AuthError("password must be text")
+    n = len(password)
+    if n < MIN_PASSWORD_LEN:
+        raise AuthError(f"password too short: {n} characters, need at least {MIN_PASSWORD_LEN}")
+    if n > MAX_PASSWORD_LEN:
+        raise AuthError(f"password too long: {n} characters, at most {MAX_PASSWORD_LEN}")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (e.g. from a mis-decoded terminal) cannot be hashed consistently.
+        raise AuthError("password contains characters that are not valid Unicode") from None
+
+
+# --- hashing ---------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(
+    password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P
+) -> dict[str, Any]:
+    """Hash *password* with scrypt and a fresh random salt.
+
+    The parameters are stored in the record so they can be raised later without breaking
+    existing users (OWASP: "upgrading the work factor").
+
+    Args:
+        password: The password to hash (UTF-8 encoded before hashing).
+        n: scrypt CPU/memory cost, a power of two greater than 1.
+        r: scrypt block size.
+        p: scrypt parallelisation.
+
+    Returns:
+        ``{"scheme": "scrypt", "n": n, "r": r, "p": p, "salt": <base64 of 16 random bytes>,
+        "hash": <base64 of 32 bytes>}``, ready to be stored as JSON.
+
+    Raises:
+        AuthError: If *password* is not text or cannot be encoded as UTF-8.
+        ValueError: If the scrypt parameters are invalid or need more than
+            :data:`SCRYPT_MAXMEM` bytes.
+    """
+    if not isinstance(password, str):
+        raise AuthError("password must be text")
+    try:
+        secret = password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AuthError("password contains characters that are not valid Unicode") from None
+    salt = secrets.token_bytes(SALT_BYTES)
+    digest = hashlib.scrypt(
+        secret, salt=salt, n=n, r=r, p=p, maxmem=SCRYPT_MAXMEM, dklen=HASH_BYTES
+    )
+    return {"scheme": "scrypt", "n": n, "r": r, "p": p, "salt": _b64(salt), "hash": _b64(digest)}
+
+
+def _int_param(record: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = record[key]
+    # bool is a subclass of int; JSON true is not a work factor.
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f"bad scrypt parameter {key}")
+    return value
+
+
+def verify_password(record: dict[str, Any], password: str) -> bool:
+    """Check *password* against a record made by :func:`hash_password`.
+
+    The scrypt parameters come from the record, so records hashed with older parameters keep
+    working. The comparison is constant-time (:func:`hmac.compare_digest`).
+
+    Args:
+        record: A stored hash record.
+        password: The password the client sent.
+
+    Returns:
+        True if the password matches. False if it does not, or if the record is malformed
+        (wrong scheme, missing keys, bad base64, parameters out of range): this function is
+        fed from the network and never raises.
+    """
+    try:
+        if not isinstance(record, dict) or record.get("scheme") != "scrypt":
+            return False
+        if not isinstance(password, str):
+            return False
+        n = _int_param(record, "n", 2, _MAX_N)
+        if n & (n - 1):
+            return False  # RFC 7914: N must be a power of two
+        r = _int_param(record, "r", 1, _MAX_R)
+        p = _int_param(record, "p", 1, _MAX_P)
+        salt = base64.b64decode(record["salt"], validate=True)
+        expected = base64.b64decode(record["hash"], validate=True)
+        if not 8 <= len(salt) <= 64 or not 16 <= len(expected) <= 64:
+            return False
+        actual = hashlib.scrypt(
+            password.encode("utf-8"),
+            salt=salt,
+            n=n,
+            r=r,
+            p=p,
+            maxmem=SCRYPT_MAXMEM,
+            dklen=len(expected),
+        )
+    except (KeyError, TypeError, ValueError, binascii.Error, MemoryError, OverflowError):
+        # ValueError covers UnicodeEncodeError and scrypt's "memory limit exceeded".
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+# --- the users file --------------------------------------------------------------------------
+
+_FILE_VERSION = 1
+
+
+class UserStore:
+    """Users and their password hashes, kept in a JSON file.
+
+    The file looks like ``{"version": 1, "users": {"alice": {<hash record>}}}``. Every change
+    rewrites it atomically (temporary file with mode 0600 in the same directory, fsync,
+    :func:`os.replace`), so a crash leaves either the old or the new file, never half of one.
+    All methods are thread-safe.
+
+    Attributes:
+        path: Where the users file lives.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        n: int = SCRYPT_N,
+        r: int = SCRYPT_R,
+        p: int = SCRYPT_P,
+    ) -> None:
+        """Open the users file at *path*, loading it if it exists.
+
+        Args:
+            path: The users file. A missing file is an empty store; it is created (with its
+                parent directory) on the first change.
+            n: scrypt cost for passwords added through this store.
+            r: scrypt block size for new passwords.
+            p: scrypt parallelisation for new passwords.
+
+        Raises:
+            AuthError: If the file exists but cannot be read or is not a valid users file.
+        """
+        self.path = Path(path)
+        self.hash_params: dict[str, int] = {"n": n, "r": r, "p": p}
+        self._lock = threading.RLock()
+        self._users: dict[str, dict[str, Any]] = {}
+        self.reload()
+
+    # reading
+
+    def reload(self) -> None:
+        """Re-read the users file, replacing what is in memory.
+
+        Raises:
+            AuthError: If the file exists but cannot be read or is not a valid users file.
+        """
+        users = self._read()
+        with self._lock:
+            self._users = users
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as e:
+            raise AuthError(f"cannot read users file {self.path}: {e.strerror or e}") from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise AuthError(f"users file {self.path} is not UTF-8 text") from None
+        except json.JSONDecodeError as e:
+            raise AuthError(
+                f"users file {self.path} is not valid JSON (line {e.lineno}, column {e.colno})"
+            ) from None
+        if not isinstance(data, dict) or data.get("version") != _FILE_VERSION:
+            raise AuthError(
+                f"users file {self.path} is not a labchat users file (version {_FILE_VERSION})"
+            )
+        users = data.get("users")
+        if not isinstance(users, dict):
+            raise AuthError(f"users file {self.path} has no 'users' table")
+        for name, record in users.items():
+            if USERNAME_RE.fullmatch(name) is None or not isinstance(record, dict):
+                raise AuthError(f"users file {self.path} has a bad entry for user {name!r}")
+        return users
+
+    def names(self) -> list[str]:
+        """Return the user names, sorted."""
+        with self._lock:
+            return sorted(self._users)
+
+    def __contains__(self, name: object) -> bool:
+        with self._lock:
+            return isinstance(name, str) and name in self._users
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._users)
+
+    def record(self, name: str) -> dict[str, Any] | None:
+        """Return a copy of *name*'s hash record, or None if there is no such user."""
+        with self._lock:
+            record = self._users.get(name) if isinstance(name, str) else None
+            return dict(record) if record is not None else None
+
+    # changing
+
+    def add(self, name: str, password: str, *, replace: bool = False) -> None:
+        """Add user *name* with *password*, or change the password with ``replace=True``.
+
+        Args:
+            name: The user name.
+            password: The new password; only its scrypt hash is stored.
+            replace: Overwrite the record of an existing user.
+
+        Raises:
+            AuthError: If the name or password is invalid, the user exists and *replace* is
+                false, or the users file cannot be written.
+        """
+        validate_username(name)
+        validate_password(password)
+        if not replace and name in self:
+            raise AuthError(f"user {name!r} already exists")
+        # Hash outside the lock: it takes a tenth of a second and logins read the store.
+        record = hash_password(password, **self.hash_params)
+        with self._lock:
+            if not replace and name in self._users:
+                raise AuthError(f"user {name!r} already exists")
+            previous = self._users.get(name)
+            self._users[name] = record
+            try:
+                self._write()
+            except BaseException:
+                # Keep memory and disk in agreement when the write fails.
+                if previous is None:
+                    del self._users[name]
+                else:
+                    self._users[name] = previous
+                raise
+
+    def remove(self, name: str) -> None:
+        """Delete user *name*.
+
+        Raises:
+            AuthError: If there is no such user or the users file cannot be written.
+        """
+        with self._lock:
+            if not isinstance(name, str) or name not in self._users:
+                raise AuthError(f"no such user {name!r}")
+            previous = self._users.pop(name)
+            try:
+                self._write()
+            except BaseException:
+                self._users[name] = previous
+                raise
+
+    def _write(self) -> None:
+        """Write the in-memory users atomically. Caller holds the lock."""
+        payload = {"version": _FILE_VERSION, "users": self._users}
+        data = (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        directory = self.path.parent
+        tmp = directory / f".{self.path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            # 0700: the directory of a secrets file need not be listable by others.
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # O_EXCL: never reuse (or follow a symlink planted at) an existing name; 0600 from
+            # the first byte, so there is no window where the hashes are world-readable.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(tmp, flags, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())  # data on disk before the rename makes it visible
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            try:
+                os.replace(tmp, self.path)  # atomic on POSIX and Windows (same filesystem)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as e:
+            raise AuthError(f"cannot write users file {self.path}: {e.strerror or e}") from None
+        _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable (POSIX); best effort, not available everywhere."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --- throttling ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    """The answer to one login attempt.
+
+    Attributes:
+        ok: True if the credentials were right and the attempt was not throttled.
+        throttled: True if the attempt was refused without checking the password, because
+            the account or the source address is in a cool-down.
+        retry_after: Seconds until the next attempt for this account and source will be
+            checked; 0.0 when there is no cool-down. A failed attempt that starts a cool-down
+            reports it here with ``throttled=False``.
+    """
+
+    ok: bool
+    throttled: bool = False
+    retry_after: float = 0.0
+
+
+@dataclass
+class _Entry:
+    """Failure history of one account or one source."""
+
+    failures: deque[float]
+    cooldown_until: float = 0.0
+    level: int = 0  # how many cool-downs so far: the next lasts cooldown * 2**level
+    last_event: float = 0.0  # last failure or end of last cool-down, for the quiet period
+
+
+@dataclass
+class _Tracker:
+    """Sliding-window failure counting with doubling cool-downs, for one kind of key."""
+
+    kind: str
+    max_failures: int
+    window: float
+    cooldown: float
+    max_cooldown: float
+    max_entries: int
+    entries: OrderedDict[str, _Entry] = field(default_factory=OrderedDict)
+
+    def _decay(self, entry: _Entry, now: float) -> None:
+        # Escalation resets after a quiet period: no failure and no cool-down for
+        # max_cooldown seconds. Measured from the end of the last cool-down, so an attacker
+        # who waits out a capped cool-down still meets the cap, not the first step again.
+        if entry.level and now >= entry.cooldown_until:
+            if now - max(entry.last_event, entry.cooldown_until) >= self.max_cooldown:
+                entry.level = 0
+        while entry.failures and entry.failures[0] <= now - self.window:
+            entry.failures.popleft()
+
+    def _idle(self, entry: _Entry, now: float) -> bool:
+        self._decay(entry, now)
+        return not entry.failures and entry.level == 0 and now >= entry.cooldown_until
+
+    def remaining(self, key: str, now: float) -> float:
+        entry = self.entries.get(key)  # reading never allocates an entry
+        if entry is None:
+            return 0.0
+        return max(0.0, entry.cooldown_until - now)
+
+    def failure(self, key: str, now: float) -> float:
+        """Count a failure; return the length of the cool-down it started (0.0 if none)."""
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = _Entry(failures=deque(maxlen=self.max_failures))
+            self.entries[key] = entry
+            self._prune(now)
+        self.entries.move_to_end(key)
+        self._decay(entry, now)
+        entry.last_event = now
+        if now < entry.cooldown_until:
+            return 0.0  # already cooling down (a race past the check); nothing to add
+        entry.failures.append(now)
+        if len(entry.failures) < self.max_failures:
+            return 0.0
+        duration = min(self.cooldown * 2 ** min(entry.level, 62), self.max_cooldown)
+        entry.cooldown_until = now + duration
+        entry.level += 1
+        entry.failures.clear()  # after the cool-down, another max_failures tries
+        return duration
+
+    def clear_failures(self, key: str, now: float) -> None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return
+        entry.failures.clear()
+        if self._idle(entry, now):
+            del self.entries[key]
+
+    def _prune(self, now: float) -> None:
+        """Keep at most max_entries keys: drop idle ones first, then least recently used."""
+        if len(self.entries) <= self.max_entries:
+            return
+        for key in [k for k, e in self.entries.items() if self._idle(e, now)]:
+            del self.entries[key]
+        # Still full of active keys: evict the least recently failed down to 90 %, so the
+        # O(n) sweep above runs once per max_entries/10 new keys rather than on every one.
+        # Evicting forgets a key's history; an attacker would need max_entries fresh keys
+        # (each costing a scrypt hash and counted against its source) to do it on purpose.
+        target = self.max_entries - max(1, self.max_entries // 10)
+        while len(self.entries) > target:
+            evicted, _ = self.entries.popitem(last=False)
+            log.warning("login throttle full: forgetting %s %r", self.kind, evicted)
+
+
+class LoginThrottle:
+    """Per-account and per-source failure counting with doubling cool-downs.
+
+    After *max_failures* failed logins for one account within *window* seconds, that account
+    is in a cool-down for *cooldown* seconds; every further cool-down doubles, up to
+    *max_cooldown*, until the account has been quiet (no failures, no cool-down) for
+    *max_cooldown* seconds. Sources (client addresses) are counted the same way with the
+    looser *source_max_failures* / *source_window*, which catches password spraying (one
+    guess against many accounts) that the per-account limit cannot see.
+
+    Defaults: 5 failures per 60 s per account, cool-downs 30 s, 60 s, 120 s, ... capped at
+    15 min. That gives an online guesser at most about 5 guesses per 15 minutes per account
+    (~480 a day) while a learner who mistypes five times waits only half a minute. The
+    OWASP Authentication Cheat Sheet recommends exactly this kind of exponential,
+    time-limited lockout over a permanent one, which would let anyone lock out anyone.
+
+    Per source the default is 100 failures per 60 s. A whole classroom often shares one NAT
+    address: 30 learners each mistyping three times at the start of a lab is 90 failures, and
+    each account stops itself at 5, so one careless student cannot lock out the room, yet a
+    spraying script is stopped after 100 guesses per minute (then 30 s, 60 s, ... cool-downs).
+
+    Memory is bounded: at most *max_entries* accounts and as many sources are remembered
+    (about 3.5 KiB per source at the default 100 timestamps, so ~35 MiB at the very worst);
+    idle entries are dropped first, then the least recently failed. Thread-safe; *clock* is
+    injectable for tests and must be monotonic.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_failures: int = 5,
+        window: float = 60.0,
+        cooldown: float = 30.0,
+        max_cooldown: float = 900.0,
+        source_max_failures: int = 100,
+        source_window: float = 60.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Create a throttle.
+
+        Args:
+            max_failures: Failures per account within *window* that start a cool-down.
+            window: Seconds over which an account's failures are counted.
+            cooldown: Length of the first cool-down, in seconds.
+            max_cooldown: Cap on a doubled cool-down, and the quiet period after which the
+                doubling starts again from *cooldown*.
+            source_max_failures: Failures per source within *source_window* that start a
+                cool-down for that source.
+            source_window: Seconds over which a source's failures are counted.
+            max_entries: How many accounts (and, separately, sources) to remember.
+            clock: Monotonic time source in seconds.
+
+        Raises:
+            ValueError: If a limit is not positive or *max_cooldown* < *cooldown*.
+        """
+        if min(max_failures, source_max_failures, max_entries) < 1:
+            raise ValueError("failure limits and max_entries must be at least 1")
+        if min(window, source_window, cooldown) <= 0 or max_cooldown < cooldown:
+            raise ValueError("windows and cool-downs must be positive, max_cooldown >= cooldown")
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._accounts = _Tracker(
+            "account", max_failures, window, cooldown, max_cooldown, max_entries
+        )
+        self._sources = _Tracker(
+            "source", source_max_failures, source_window, cooldown, max_cooldown, max_entries
+        )
+
+    def retry_after(self, user: str, source: str) -> float:
+        """Return the seconds left in a cool-down for *user* or *source* (0.0 if allowed)."""
+        with self._lock:
+            now = self._clock()
+            return max(self._accounts.remaining(user, now), self._sources.remaining(source, now))
+
+    def record_failure(self, user: str, source: str) -> None:
+        """Count a failed login for account *user* from *source*."""
+        with self._lock:
+            now = self._clock()
+            account_wait = self._accounts.failure(user, now)
+            source_wait = self._sources.failure(source, now)
+        # Log outside the lock; names and addresses only, never the password.
+        if account_wait:
+            log.warning("account %r: too many failed logins, cool-down %.0f s", user, account_wait)
+        if source_wait:
+            log.warning("source %r: too many failed logins, cool-down %.0f s", source, source_wait)
+
+    def record_success(self, user: str, source: str) -> None:
+        """Clear *user*'s failure count after a successful login.
+
+        The escalation level is kept on purpose: if someone is guessing this account while
+        its owner logs in between rounds, forgetting the level would hand the attacker the
+        short 30 s cool-down again each time. The level still decays after a quiet period.
+        The source's count is not touched either: one valid account must not let a spraying
+        client wipe its failures against all the others.
+        """
+        with self._lock:
+            self._accounts.clear_failures(user, self._clock())
+
+
+# --- the login decision ----------------------------------------------------------------------
+
+# Account key for names that cannot exist (fail USERNAME_RE): one bucket for all of them, so
+# a flood of random long names costs one throttle entry, not one each.
+_INVALID_NAME_KEY = "\x00invalid-name"
+
+
+class Authenticator:
+    """Decide login attempts: throttle first, then at most N scrypt checks at once.
+
+    Unknown users and wrong passwords give the same :class:`LoginOutcome` and take about the
+    same time (the unknown name is checked against a dummy record), so the answer does not
+    reveal which names exist (OWASP Authentication Cheat Sheet, "Authentication and Error
+    Messages").
+    """
+
+    def __init__(
+        self,
+        store: UserStore,
+        *,
+        throttle: LoginThrottle | None = None,
+        max_concurrent_hashes: int = 4,
+    ) -> None:
+        """Create an authenticator over *store*.
+
+        Args:
+            store: Where the users and their hashes live.
+            throttle: Login throttle; a default :class:`LoginThrottle` if omitted.
+            max_concurrent_hashes: How many scrypt computations may run at once. Each costs
+                128 * N * r bytes (16 MiB by default), so 4 bounds hashing at 64 MiB however
+                many learners press Enter together; the rest wait their turn.
+
+        Raises:
+            ValueError: If *max_concurrent_hashes* is less than 1.
+        """
+        if max_concurrent_hashes < 1:
+            raise ValueError("max_concurrent_hashes must be at least 1")
+        self.store = store
+        self.throttle = throttle if throttle is not None else LoginThrottle()
+        self._hash_slots = threading.BoundedSemaphore(max_concurrent_hashes)
+        self._dummy: dict[str, Any] | None = None
+        self._dummy_lock = threading.Lock()
+        # One attempt per account at a time: otherwise fifty parallel attempts could all pass
+        # the throttle check before the first failure is recorded, and get fifty guesses.
+        self._account_locks: dict[str, list[Any]] = {}
+        self._account_locks_guard = threading.Lock()
+
+    def _dummy_record(self) -> dict[str, Any]:
+        """A record no password matches, with the store's parameters; made once, lazily."""
+        with self._dummy_lock:
+            if self._dummy is None:
+                self._dummy = hash_password(secrets.token_urlsafe(32), **self.store.hash_params)
+            return self._dummy
+
+    @contextlib.contextmanager
+    def _one_attempt_per_account(self, key: str) -> Iterator[None]:
+        with self._account_locks_guard:
+            slot = self._account_locks.setdefault(key, [threading.Lock(), 0])
+            slot[1] += 1
+        try:
+            with slot[0]:
+                yield
+        finally:
+            with self._account_locks_guard:
+                slot[1] -= 1
+                if slot[1] == 0:  # only keys with an attempt in flight use memory
+                    del self._account_locks[key]
+
+    def _throttled(self, key: str, source: str) -> LoginOutcome | None:
+        wait = self.throttle.retry_after(key, source)
+        return LoginOutcome(ok=False, throttled=True, retry_after=wait) if wait > 0 else None
+
+    def login(self, user: str, password: str, source: str) -> LoginOutcome:
+        """Check one login attempt.
+
+        Args:
+            user: The user name the client sent.
+            password: The password the client sent.
+            source: Where the attempt came from (the client's IP address).
+
+        Returns:
+            ``LoginOutcome(ok=True)`` for right credentials; ``ok=False`` for an unknown user
+            or a wrong password (indistinguishable); ``throttled=True`` with ``retry_after``
+            when the account or source is cooling down, in which case no hash is computed,
+            even if the password is right. Never raises for bad input.
+        """
+        valid_name = isinstance(user, str) and USERNAME_RE.fullmatch(user) is not None
+        key = user if valid_name else _INVALID_NAME_KEY
+        source = str(source)
+        with self._one_attempt_per_account(key):
+            refused = self._throttled(key, source)
+            if refused is not None:
+                return refused
+            ok = False
+            # Over-long or non-text passwords cannot match a stored one; refuse them without
+            # hashing so they cost nothing (their length tells an attacker nothing new).
+            if isinstance(password, str) and len(password) <= MAX_PASSWORD_LEN:
+                # Made before the lookup so that even the very first login of an unknown
+                # name takes no longer than a known one.
+                dummy = self._dummy_record()
+                record = self.store.record(user) if valid_name else None
+                checked = record if record is not None else dummy
+                with self._hash_slots:
+                    # Check again: a source may have tripped while we waited for a slot.
+                    refused = self._throttled(key, source)
+                    if refused is not None:
+                        return refused
+                    ok = verify_password(checked, password) and record is not None
+            if ok:
+                self.throttle.record_success(key, source)
+                return LoginOutcome(ok=True)
+            self.throttle.record_failure(key, source)
+            return LoginOutcome(ok=False, retry_after=self.throttle.retry_after(key, source))
