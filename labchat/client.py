@@ -1,0 +1,388 @@
+"""The labchat/1 client: a blocking API for notebooks and tests, and the terminal chat.
+
+`Client` owns its socket in the calling thread. The interactive chat keeps that rule too:
+a helper thread only reads the keyboard and hands lines over through a queue and a wake-up
+socketpair, while the main thread alone reads and writes the (TLS) socket.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import select
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections import deque
+from typing import TextIO
+
+from . import protocol as p
+from .tls import client_context
+
+__all__ = ["Client", "ChatError", "LoginError", "ConnectionClosed", "run_chat"]
+
+DEFAULT_CAFILE = os.path.join("certs", "ca.pem")
+
+
+class ChatError(Exception):
+    """The server answered a request with `ERR <code> <text>`."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"{code}: {text}" if text else code)
+        self.code = code
+        self.text = text
+
+
+class LoginError(ChatError):
+    """The server refused a LOGIN (`auth` or `throttled`)."""
+
+
+class ConnectionClosed(ConnectionError):
+    """The server closed the connection."""
+
+
+class Client:
+    """A blocking labchat/1 client.
+
+    Example::
+
+        with Client("127.0.0.1", port, cafile="certs/ca.pem") as chat:
+            chat.login("alice", "correct horse")
+            chat.say("hello")
+            print(chat.recv(timeout=1))   # Msg(user='alice', text='hello')
+
+    Args:
+        host, port: The server.
+        tls: Use TLS (the default). False speaks plaintext labchat/1.
+        cafile: CA certificate that must have signed the server's (the lab CA by default).
+        server_hostname: Name checked against the certificate; defaults to *host*.
+        tls_version: "1.2" or "1.3" to pin one version.
+        keylog: Append this connection's TLS secrets to an NSS key log file.
+        insecure: Skip certificate and hostname verification (warns; see docs/security.md).
+        certfile, keyfile: Client certificate for mutual TLS.
+        timeout: Seconds for connecting, the handshake and each request.
+
+    Raises:
+        ssl.SSLCertVerificationError: the server's certificate is not trusted or names
+            another host.
+        OSError: the connection failed (refused, unreachable, timed out).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5050,
+        *,
+        tls: bool = True,
+        cafile: str | os.PathLike | None = DEFAULT_CAFILE,
+        server_hostname: str | None = None,
+        tls_version: str | None = None,
+        keylog: str | os.PathLike | None = None,
+        insecure: bool = False,
+        certfile: str | os.PathLike | None = None,
+        keyfile: str | os.PathLike | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.timeout = timeout
+        self.user: str | None = None
+        self._events: deque[p.ServerMessage] = deque()
+        self._reader = p.LineReader(p.MAX_SERVER_LINE_BYTES)
+        self._frames: deque[p.Line | p.LineTooLong | p.BadEncoding] = deque()
+        self._closed = False
+        raw = socket.create_connection((host, port), timeout=timeout)
+        try:
+            if tls:
+                ctx = client_context(
+                    cafile=None if insecure else cafile,
+                    tls_version=tls_version,
+                    keylog=keylog,
+                    insecure=insecure,
+                    certfile=certfile,
+                    keyfile=keyfile,
+                )
+                self.sock: socket.socket = ctx.wrap_socket(
+                    raw, server_hostname=server_hostname or host
+                )
+            else:
+                self.sock = raw
+            first = self._next(timeout)
+        except BaseException:
+            raw.close()
+            raise
+        if isinstance(first, p.Err):
+            self.close()
+            raise ChatError(first.code, first.text)
+        if not isinstance(first, p.Hello):
+            self.close()
+            raise p.RemoteProtocolError("syntax", f"expected HELLO, got {first!r}")
+        self.hello = first
+
+    # -- context manager -----------------------------------------------------------------
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def tls_version(self) -> str | None:
+        """The negotiated TLS version ('TLSv1.3'), or None for plaintext."""
+        return self.sock.version() if isinstance(self.sock, ssl.SSLSocket) else None
+
+    # -- requests --------------------------------------------------------------------------
+
+    def login(self, user: str, password: str) -> None:
+        """Log in. Raises LoginError if the server refuses (wrong password, throttled)."""
+        self.send(p.Login(user, password))
+        reply = self._wait_reply()
+        if isinstance(reply, p.Err):
+            raise LoginError(reply.code, reply.text)
+        self.user = user
+
+    def say(self, text: str) -> None:
+        """Send a line to the room. The server echoes it back as a `Msg` to everyone."""
+        self.send(p.Say(text))
+
+    def tell(self, user: str, text: str) -> None:
+        """Send a private line. Raises ChatError('no-such-user') if *user* is not in."""
+        self.send(p.Tell(user, text))
+        reply = self._wait_reply()
+        if isinstance(reply, p.Err):
+            raise ChatError(reply.code, reply.text)
+
+    def who(self) -> list[str]:
+        """The names of everybody logged in, sorted."""
+        self.send(p.Who())
+        reply = self._wait_reply((p.Users, p.Err))
+        if isinstance(reply, p.Err):
+            raise ChatError(reply.code, reply.text)
+        assert isinstance(reply, p.Users)
+        return list(reply.names)
+
+    def ping(self, token: str = "") -> float:
+        """Round trip to the server in seconds."""
+        token = token or f"t{time.monotonic_ns()}"
+        start = time.perf_counter()
+        self.send(p.Ping(token))
+        self._wait_reply((p.Pong,), match=lambda e: e.token == token)
+        return time.perf_counter() - start
+
+    def quit(self) -> str:
+        """Say QUIT, wait for BYE, close. Returns the server's goodbye text."""
+        self.send(p.Quit())
+        try:
+            reply = self._wait_reply((p.Bye,))
+            text = reply.text if isinstance(reply, p.Bye) else ""
+        except ConnectionClosed:
+            text = ""
+        self.close()
+        return text
+
+    def recv(self, timeout: float | None = None) -> p.ServerMessage | None:
+        """The next event from the server (Msg, Priv, Join, Leave, ...), or None on timeout.
+
+        Server PINGs are answered automatically and not returned.
+
+        Raises:
+            ConnectionClosed: the server closed the connection.
+        """
+        if self._events:
+            return self._events.popleft()
+        return self._next(timeout)
+
+    def recv_all(self, timeout: float = 0.2) -> list[p.ServerMessage]:
+        """Every event that arrives until *timeout* seconds pass with nothing new."""
+        events = []
+        while (event := self.recv(timeout)) is not None:
+            events.append(event)
+        return events
+
+    def send(self, command: p.Command) -> None:
+        """Send one command (see labchat.protocol)."""
+        self.sock.sendall(p.encode(command, limit=p.MAX_LINE_BYTES))
+
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes as they are (for lessons on bad input)."""
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _wait_reply(self, kinds: tuple = (p.Ok, p.Err), match=lambda e: True) -> p.ServerMessage:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no reply from the server within {self.timeout} s")
+            event = self._next(left)
+            if event is None:
+                continue
+            if isinstance(event, kinds) and match(event):
+                return event
+            if isinstance(event, p.Err) and p.Err in kinds:
+                return event
+            self._events.append(event)  # not ours: keep it, in order, for recv()
+
+    def _next(self, timeout: float | None) -> p.ServerMessage | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            message = self._pop_line()
+            if message is not None:
+                if isinstance(message, p.Ping):
+                    self.sock.sendall(p.encode(p.Pong(message.token)))
+                    continue
+                return message
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self.sock.settimeout(left)  # 0 means: only what has already arrived
+            try:
+                data = self.sock.recv(65536)
+            except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
+                return None
+            except ConnectionResetError as exc:
+                raise ConnectionClosed("the server reset the connection") from exc
+            if not data:
+                raise ConnectionClosed("the server closed the connection")
+            self._frames.extend(self._reader.feed(data))
+
+    def _pop_line(self) -> p.ServerMessage | None:
+        if not self._frames:
+            return None
+        frame = self._frames.popleft()
+        if isinstance(frame, p.LineTooLong):
+            return p.Err("too-long", f"the server sent a line over {frame.limit} bytes")
+        if isinstance(frame, p.BadEncoding):
+            return p.Err("encoding", "the server sent a line that is not UTF-8")
+        return p.parse_server_line(frame.text)
+
+
+# --------------------------------------------------------------------------- terminal chat
+
+
+def format_event(event: p.ServerMessage) -> str:
+    """How the terminal chat shows one server event."""
+    match event:
+        case p.Msg(user, text):
+            return f"<{user}> {text}"
+        case p.Priv(sender, text):
+            return f"*{sender}* {text}"
+        case p.Join(user):
+            return f"-- {user} joined"
+        case p.Leave(user):
+            return f"-- {user} left"
+        case p.Users(names):
+            return "-- in the room: " + (" ".join(names) or "(nobody)")
+        case p.Err(code, text):
+            return f"!! {code}: {text}"
+        case p.Bye(text):
+            return f"-- server says bye: {text}"
+        case p.Ok(detail):
+            return f"-- ok {detail}".rstrip()
+        case _:
+            return f"-- {event}"
+
+
+def _keyboard(lines: queue.Queue, wake: socket.socket, stdin: TextIO) -> None:
+    """Read the keyboard in a helper thread; never touches the chat socket."""
+    try:
+        for line in stdin:
+            lines.put(line.rstrip("\r\n"))
+            wake.send(b"\0")
+    except (OSError, ValueError):
+        pass
+    lines.put(None)  # end of input (Ctrl-D)
+    try:
+        wake.send(b"\0")
+    except OSError:
+        pass
+
+
+def _command_for(text: str) -> p.Command | str | None:
+    """Turn what the user typed into a command, an error message (str), or None (ignore)."""
+    if not text.strip():
+        return None
+    if not text.startswith("/"):
+        return p.Say(text)
+    verb, _, rest = text[1:].partition(" ")
+    if verb == "who":
+        return p.Who()
+    if verb == "quit":
+        return p.Quit()
+    if verb == "tell":
+        user, _, message = rest.partition(" ")
+        if user and message:
+            return p.Tell(user, message)
+        return "usage: /tell NAME text"
+    if verb == "ping":
+        return p.Ping(rest)
+    return f"unknown command /{verb}; try /who, /tell NAME text, /quit"
+
+
+def run_chat(client: Client, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+    """The interactive loop: show incoming lines while the user types. Returns an exit code.
+
+    The client must already be logged in.
+    """
+    lines: queue.Queue[str | None] = queue.Queue()
+    wake_r, wake_w = socket.socketpair()
+    reader = threading.Thread(target=_keyboard, args=(lines, wake_w, stdin), daemon=True)
+    reader.start()
+
+    def show(text: str) -> None:
+        stdout.write(text + "\n")
+        stdout.flush()
+
+    show("-- type to chat; /who, /tell NAME text, /quit (Ctrl-D or Ctrl-C also leave)")
+    try:
+        while True:
+            while (event := client.recv(0)) is not None:
+                show(format_event(event))
+                if isinstance(event, p.Bye):
+                    return 0
+            ready, _, _ = select.select([client.sock, wake_r], [], [], 1.0)
+            if wake_r in ready:
+                wake_r.recv(4096)
+            while True:
+                try:
+                    typed = lines.get_nowait()
+                except queue.Empty:
+                    break
+                if typed is None:
+                    client.quit()
+                    show("-- bye")
+                    return 0
+                command = _command_for(typed)
+                if isinstance(command, str):
+                    show("!! " + command)
+                elif isinstance(command, p.Quit):
+                    show("-- " + (client.quit() or "bye"))
+                    return 0
+                elif command is not None:
+                    try:
+                        client.send(command)
+                    except p.LocalProtocolError as exc:
+                        show(f"!! {exc}")
+    except KeyboardInterrupt:
+        try:
+            client.quit()
+        except (OSError, ConnectionClosed, TimeoutError):
+            pass
+        show("-- bye")
+        return 0
+    except ConnectionClosed as exc:
+        show(f"-- {exc}")
+        return 1
+    finally:
+        client.close()
+        wake_r.close()
+        wake_w.close()

@@ -1,0 +1,729 @@
+"""The labchat/1 server: blocking sockets, one thread per connection, one room.
+
+How the pieces fit (docs/architecture.md has the picture):
+
+* The accept loop only accepts. The TLS handshake runs in the connection's own thread, with a
+  timeout, so one silent client cannot block everybody else's connect.
+* Each connection's socket has exactly one owner: its `Session` thread reads it and writes it.
+  OpenSSL objects are not thread-safe (CPython gh-151508, gh-143756), so other threads never
+  touch an SSL socket; they append encoded lines to the session's bounded `Outbox` and wake
+  the owner through a socketpair.
+* The `Room` holds one lock. Accepting a SAY, numbering it and putting it into every member's
+  outbox happens under that lock, which is what gives every member the same total order.
+* Protocol rules live in `labchat.protocol`; credentials are checked by `labchat.auth`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import select
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from . import protocol as p
+from .auth import Authenticator, UserStore
+from .certs import lab_cert_paths
+from .tls import server_context
+
+__all__ = ["Limits", "Server", "Room", "Session", "DEFAULT_PORT", "DEFAULT_USERS"]
+
+log = logging.getLogger("labchat.server")
+
+DEFAULT_PORT = 5050
+DEFAULT_USERS = Path("certs") / "users.json"
+
+# The first byte of every TLS connection is a handshake record (content type 22, RFC 8446
+# section 5.1). Peeking at it lets the server tell a learner who points `nc` at the TLS port
+# (or a TLS client at a plaintext port) what went wrong, instead of failing silently.
+_TLS_HANDSHAKE_BYTE = 0x16
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every limit and timeout the server enforces. docs/security.md says why each default.
+
+    Attributes:
+        max_clients: Connections served at once; the next one gets `ERR busy` (Redis maxclients).
+        handshake_timeout: Seconds for the TLS handshake (Apache's RequestReadTimeout idea).
+        login_timeout: Seconds from connect to a successful LOGIN.
+        idle_timeout: Quiet seconds before the server sends `PING` (IRC servers do the same).
+        ping_timeout: Seconds to answer that PING (any line counts) before `ERR timeout`.
+        line_timeout: Seconds a partial line may stay unfinished (against slowloris).
+        outbox_bytes: Bytes queued for one client before it is dropped as a slow consumer
+            (Ergo IRCd uses a 96 KiB send queue; Redis has client-output-buffer-limit).
+        write_timeout: Seconds one blocked write may take before the client counts as gone.
+        flood_burst: Lines a client may send back to back...
+        flood_rate: ...and lines per second after that; faster lines wait (fake lag, as in IRC).
+    """
+
+    max_clients: int = 512
+    handshake_timeout: float = 10.0
+    login_timeout: float = 30.0
+    idle_timeout: float = 300.0
+    ping_timeout: float = 30.0
+    line_timeout: float = 30.0
+    outbox_bytes: int = 96 * 1024
+    write_timeout: float = 10.0
+    flood_burst: int = 10
+    flood_rate: float = 5.0
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+class Outbox:
+    """Bytes waiting to be written to one client, bounded in size. Safe from any thread."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def put(self, data: bytes) -> bool:
+        """Queue *data*; return False (and queue nothing) if it would exceed the limit."""
+        with self._lock:
+            if self._size + len(data) > self.limit:
+                return False
+            self._chunks.append(data)
+            self._size += len(data)
+            return True
+
+    def take(self) -> bytes:
+        """Everything queued, as one buffer: one write (and one TLS record) per wake-up."""
+        with self._lock:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._size = 0
+            return data
+
+
+class TokenBucket:
+    """Flood control: *burst* lines at once, then *rate* lines per second."""
+
+    def __init__(self, burst: int, rate: float) -> None:
+        self.burst = float(burst)
+        self.rate = rate
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+
+    def _refill(self, now: float) -> None:
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def take(self, now: float) -> bool:
+        self._refill(now)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def wait_time(self, now: float) -> float:
+        self._refill(now)
+        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.rate
+
+
+class Room:
+    """The one chat room. Its lock makes every member see the same order of messages."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._members: dict[str, Session] = {}
+        self.accepted = 0  # SAY lines accepted so far (the room's sequence number)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._members)
+
+    def join(self, session: Session, user: str) -> bool:
+        """Add *session* as *user*; False if that name is already in the room.
+
+        The `OK <user>` reply is queued under the room lock, so the newcomer sees it before
+        any room message accepted after it joined.
+        """
+        with self._lock:
+            if user in self._members:
+                return False
+            self._members[user] = session
+            session.user = user
+            session.deliver(p.encode(p.Ok(user)))
+            self._fan_out(p.encode(p.Join(user)), skip=session)
+            return True
+
+    def leave(self, session: Session) -> None:
+        with self._lock:
+            user = session.user
+            if user is None or self._members.get(user) is not session:
+                return
+            del self._members[user]
+            self._fan_out(p.encode(p.Leave(user)), skip=session)
+
+    def say(self, session: Session, text: str) -> None:
+        data = p.encode(p.Msg(session.user or "?", text))
+        with self._lock:
+            self.accepted += 1
+            self._fan_out(data)
+
+    def tell(self, sender: Session, user: str, text: str) -> bool:
+        data = p.encode(p.Priv(sender.user or "?", text))
+        with self._lock:
+            target = self._members.get(user)
+            if target is None:
+                return False
+            target.deliver(data)
+            return True
+
+    def broadcast(self, data: bytes) -> None:
+        with self._lock:
+            self._fan_out(data)
+
+    def _fan_out(self, data: bytes, skip: Session | None = None) -> None:
+        # Called with the lock held. deliver() never blocks: it only queues and wakes.
+        for member in self._members.values():
+            if member is not skip:
+                member.deliver(data)
+
+
+class _Closing(Exception):
+    """Raised inside a session thread to end it; carries the ERR line to send, if any."""
+
+    def __init__(self, reason: str, farewell: p.ServerMessage | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.farewell = farewell
+
+
+class Session:
+    """One client connection. Only its own thread reads or writes its socket."""
+
+    # Bytes per recv: a few TLS records' worth. Bigger reads don't help a line protocol.
+    RECV_SIZE = 16 * 1024
+
+    def __init__(self, server: Server, sock: socket.socket, peer: tuple) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.raw = sock
+        self.sock: socket.socket = sock
+        self.peer = peer
+        self.user: str | None = None
+        self.outbox = Outbox(self.limits.outbox_bytes)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._stop: str | None = None  # set from other threads: why this session must end
+        self._slow = False
+        self._handshaking = True
+        self.thread = threading.Thread(
+            target=self.run, name=f"labchat-session-{peer[0]}:{peer[1]}", daemon=True
+        )
+
+    # -- called from other threads ---------------------------------------------------------
+
+    def deliver(self, data: bytes) -> None:
+        """Queue *data* for this client and wake its thread. Never blocks."""
+        if self._slow:
+            return
+        if not self.outbox.put(data):
+            # Redis and IRC servers drop a client whose output backs up rather than let it
+            # hold memory or stall the room. Everything already queued stays in order.
+            self._slow = True
+        self._wake()
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the session to say BYE and close (server shutdown)."""
+        self._stop = reason
+        self._wake()
+
+    def interrupt(self) -> None:
+        """Break a thread stuck in a handshake or blocking read. Only shuts the raw fd down:
+        the kernel call is thread-safe, unlike touching the SSL object."""
+        try:
+            self.raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already awake-pending (pipe full) or closing
+
+    # -- the session thread ----------------------------------------------------------------
+
+    def run(self) -> None:
+        reason = "closed"
+        try:
+            self._handshake()
+            self._handshaking = False
+            self._write(p.encode(p.Hello(f"welcome to labchat on {self.server.describe()}")))
+            self._loop()
+        except _Closing as closing:
+            reason = closing.reason
+            if closing.farewell is not None:
+                self._write_best_effort(p.encode(closing.farewell))
+        except ssl.SSLError as exc:
+            reason = f"TLS error: {exc.reason or exc}"
+        except TimeoutError:
+            reason = "timed out"
+        except OSError as exc:
+            reason = f"connection error: {exc.strerror or exc}"
+        except Exception:  # a bug must not take the server down with it
+            log.exception("session %s crashed", self._who())
+            reason = "internal error"
+        finally:
+            self._finish(reason)
+
+    def _who(self) -> str:
+        where = f"{self.peer[0]}:{self.peer[1]}"
+        return f"{self.user}@{where}" if self.user else where
+
+    def _handshake(self) -> None:
+        self.raw.settimeout(self.limits.handshake_timeout)
+        first = self.raw.recv(1, socket.MSG_PEEK) if self.server.tls else b""
+        if self.server.tls:
+            if not first:
+                raise _Closing("closed before the TLS handshake")
+            if first[0] != _TLS_HANDSHAKE_BYTE:
+                # Plaintext (nc, a browser's GET /) on the TLS port: explain in plaintext.
+                raise _Closing(
+                    "plaintext client on the TLS port",
+                    p.Err("syntax", "this port speaks TLS; use labchat chat or openssl s_client"),
+                )
+            assert self.server.ssl_context is not None
+            self.sock = self.server.ssl_context.wrap_socket(
+                self.raw, server_side=True, do_handshake_on_connect=False
+            )
+            self.sock.do_handshake()
+            log.info(
+                "%s TLS handshake done: %s %s",
+                self._who(),
+                self.sock.version(),
+                self.sock.cipher()[0] if self.sock.cipher() else "",
+            )
+
+    def _loop(self) -> None:
+        limits = self.limits
+        reader = p.LineReader()
+        bucket = TokenBucket(limits.flood_burst, limits.flood_rate)
+        pending: deque[p.Line | p.LineTooLong | p.BadEncoding] = deque()
+        connected = last_input = time.monotonic()
+        line_started: float | None = None
+        ping_sent: float | None = None
+
+        while True:
+            now = time.monotonic()
+            if self._stop is not None:
+                raise _Closing(self._stop, p.Bye(self._stop))
+            if self._slow:
+                raise _Closing(
+                    "slow consumer",
+                    p.Err("slow-consumer", f"more than {limits.outbox_bytes} bytes unread"),
+                )
+            self._flush()
+
+            # Lines already read but held back by flood control go first.
+            while pending and bucket.take(now):
+                self._handle(pending.popleft())
+
+            # Deadlines: the earliest one decides how long select may sleep.
+            deadlines = []
+            if self.user is None:
+                deadlines.append(connected + limits.login_timeout)
+            if line_started is not None:
+                deadlines.append(line_started + limits.line_timeout)
+            if ping_sent is None:
+                deadlines.append(last_input + limits.idle_timeout)
+            else:
+                deadlines.append(ping_sent + limits.ping_timeout)
+            if pending:
+                deadlines.append(now + bucket.wait_time(now))
+            wait = max(0.0, min(deadlines) - now)
+
+            # While lines are held back we stop reading: the client's own TCP window fills,
+            # and nobody else waits for it.
+            watch = [self._wake_r] if pending else [self._wake_r, self.sock]
+            ready_now = not pending and isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+            readable = [self.sock] if ready_now else select.select(watch, [], [], wait)[0]
+            if self._wake_r in readable:
+                self._drain_wake()
+
+            now = time.monotonic()
+            if self.sock in readable:
+                data = self._read()
+                if data is None:
+                    continue  # a TLS record still arriving
+                if not data:
+                    raise _Closing("peer closed the connection")
+                last_input, ping_sent = now, None
+                for event in reader.feed(data):
+                    pending.append(event)
+                line_started = (line_started or now) if reader.in_line else None
+                while pending and bucket.take(now):
+                    self._handle(pending.popleft())
+                continue
+
+            # Nothing to read: check which deadline passed.
+            if self.user is None and now >= connected + limits.login_timeout:
+                raise _Closing("login timeout", p.Err("timeout", "no LOGIN in time"))
+            if line_started is not None and now >= line_started + limits.line_timeout:
+                raise _Closing("line timeout", p.Err("timeout", "line not finished in time"))
+            if ping_sent is None and now >= last_input + limits.idle_timeout:
+                ping_sent = now
+                self._write(p.encode(p.Ping(secrets.token_hex(4))))
+            elif ping_sent is not None and now >= ping_sent + limits.ping_timeout:
+                raise _Closing("idle timeout", p.Err("timeout", "no answer to PING"))
+
+    def _read(self) -> bytes | None:
+        # A short timeout: if only part of a TLS record has arrived, come back to the loop
+        # (and the outbox) rather than wait for the rest.
+        self.sock.settimeout(0.5)
+        try:
+            return self.sock.recv(self.RECV_SIZE)
+        except (TimeoutError, ssl.SSLWantReadError):
+            return None
+
+    def _handle(self, event: p.Line | p.LineTooLong | p.BadEncoding) -> None:
+        if isinstance(event, p.LineTooLong):
+            self._reply(p.Err("too-long", f"lines are limited to {event.limit} bytes"))
+            return
+        if isinstance(event, p.BadEncoding):
+            self._reply(p.Err("encoding", "lines must be UTF-8"))
+            return
+        try:
+            command = p.parse_command(event.text)
+        except p.RemoteProtocolError as exc:
+            log.info("%s %s: %s", self._who(), exc.code, exc.text)
+            self._reply(p.Err(exc.code, exc.text))
+            return
+        self.server.dispatch(self, command)
+
+    def _reply(self, message: p.ServerMessage) -> None:
+        self.deliver(p.encode(message))
+
+    def _flush(self) -> None:
+        data = self.outbox.take()
+        if data:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        self.sock.settimeout(self.limits.write_timeout)
+        try:
+            self.sock.sendall(data)
+        except TimeoutError as exc:
+            raise _Closing("write timed out (client not reading)") from exc
+
+    def _write_best_effort(self, data: bytes) -> None:
+        try:
+            self._flush_quick()
+            self.sock.settimeout(1.0)
+            self.sock.sendall(data)
+        except (OSError, ValueError):
+            pass
+
+    def _flush_quick(self) -> None:
+        data = self.outbox.take()
+        if data and not self._slow:
+            self.sock.settimeout(1.0)
+            self.sock.sendall(data)
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _finish(self, reason: str) -> None:
+        self.server.room.leave(self)
+        log.info("%s disconnected: %s", self._who(), reason)
+        for s in (self.sock, self.raw):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except (OSError, ValueError):
+                pass
+            s.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        self.server._forget(self)
+
+    def quit(self) -> None:
+        """Handle QUIT: say BYE, then close (this runs in the session's own thread)."""
+        raise _Closing("quit", p.Bye("see you"))
+
+
+class Server:
+    """A labchat/1 chat server running in background threads.
+
+    Use it as a context manager in notebooks and tests::
+
+        with Server(port=0, certs_dir=tmp, users=tmp / "users.json") as server:
+            host, port = server.address
+
+    Leaving the block (or `close()`) sends BYE to every client, closes every socket and joins
+    every thread.
+
+    Args:
+        host: Address to listen on (127.0.0.1 by default: a lab server is local unless a
+            teacher chooses otherwise).
+        port: Port to listen on; 0 picks a free one (see `address`).
+        certs_dir: Directory with server.pem and server.key (made by `labchat certs`).
+        certfile, keyfile: Explicit certificate and key, overriding certs_dir.
+        users: Users file path, a `UserStore` or a ready `Authenticator`.
+        plain: Serve plaintext labchat/1 (insecure; for the lesson on what plaintext exposes).
+        tls_version: "1.2" or "1.3" to pin one version; None allows both.
+        keylog: Write TLS secrets to this NSS key log file (lets Wireshark/scapy decrypt).
+        client_ca: Require client certificates signed by this CA (mutual TLS).
+        **limits: Any field of `Limits` (e.g. max_clients=10, idle_timeout=5).
+
+    Raises:
+        FileNotFoundError: the certificate or key is missing (run `labchat certs`).
+        labchat.tls.KeyPermissionError: the server key is readable by others.
+        OSError: the address cannot be bound.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        *,
+        certs_dir: str | os.PathLike = "certs",
+        certfile: str | os.PathLike | None = None,
+        keyfile: str | os.PathLike | None = None,
+        users: str | os.PathLike | UserStore | Authenticator = DEFAULT_USERS,
+        plain: bool = False,
+        tls_version: str | None = None,
+        keylog: str | os.PathLike | None = None,
+        client_ca: str | os.PathLike | None = None,
+        **limits: float,
+    ) -> None:
+        unknown = set(limits) - set(Limits.names())
+        if unknown:
+            raise TypeError(f"unknown server limit(s): {', '.join(sorted(unknown))}")
+        self.limits = Limits(**limits)  # type: ignore[arg-type]
+        self.tls = not plain
+        self.tls_version = tls_version
+        self.ssl_context: ssl.SSLContext | None = None
+        if self.tls:
+            paths = lab_cert_paths(certs_dir)
+            cert = Path(certfile or paths.server_cert)
+            key = Path(keyfile or paths.server_key)
+            for path in (cert, key):
+                if not path.exists():
+                    raise FileNotFoundError(
+                        f"{path} not found: create the lab certificates with `labchat certs`"
+                    )
+            self.ssl_context = server_context(
+                cert, key, tls_version=tls_version, keylog=keylog, client_ca=client_ca
+            )
+        if isinstance(users, Authenticator):
+            self.auth = users
+        else:
+            store = users if isinstance(users, UserStore) else UserStore(users)
+            self.auth = Authenticator(store)
+        self.room = Room()
+        self._host, self._port = host, port
+        self._listener: socket.socket | None = None
+        self._sessions: set[Session] = set()
+        self._sessions_lock = threading.Lock()
+        self._accept_thread: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._rejecters = threading.BoundedSemaphore(32)
+        self.address: tuple[str, int] = (host, port)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Server:
+        """Bind, listen and start accepting in a background thread. Returns self."""
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((self._host, self._port))
+            listener.listen(min(socket.SOMAXCONN, 1024))
+        except OSError:
+            listener.close()
+            self._close_wake()
+            raise
+        self._listener = listener
+        self.address = listener.getsockname()[:2]
+        self._accept_thread = threading.Thread(
+            target=self._accept_loop, name="labchat-accept", daemon=True
+        )
+        self._accept_thread.start()
+        log.info("listening on %s:%s (%s)", *self.address, self.describe())
+        return self
+
+    def describe(self) -> str:
+        if not self.tls:
+            return "plaintext, INSECURE"
+        versions = f"TLS {self.tls_version}" if self.tls_version else "TLS 1.2-1.3"
+        return versions
+
+    def __enter__(self) -> Server:
+        return self.start() if self._listener is None else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def serve_forever(self) -> None:
+        """Block until close() is called from another thread or a signal handler."""
+        if self._listener is None:
+            self.start()
+        self._closing.wait()
+
+    def close(self, reason: str = "server shutting down") -> None:
+        """Say BYE to every client, close every socket and join every thread."""
+        if self._closing.is_set() and self._listener is None:
+            return
+        self._closing.set()
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
+        if self._accept_thread is not None:
+            self._accept_thread.join()
+        with self._sessions_lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.request_stop(reason)
+        deadline = time.monotonic() + 2.0
+        for session in sessions:
+            session.thread.join(max(0.0, deadline - time.monotonic()))
+        for session in sessions:  # stuck in a handshake, a login hash or a blocked write
+            if session.thread.is_alive():
+                session.interrupt()
+        for session in sessions:
+            session.thread.join()
+        self._close_wake()
+        log.info("server closed")
+
+    def _close_wake(self) -> None:
+        self._wake_r.close()
+        self._wake_w.close()
+
+    @property
+    def client_count(self) -> int:
+        with self._sessions_lock:
+            return len(self._sessions)
+
+    # -- accepting -------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        listener = self._listener
+        try:
+            while not self._closing.is_set():
+                ready, _, _ = select.select([listener, self._wake_r], [], [])
+                if self._wake_r in ready:
+                    break
+                try:
+                    sock, peer = listener.accept()
+                except OSError as exc:  # e.g. EMFILE: say so, back off, keep serving
+                    log.warning("accept failed: %s", exc)
+                    time.sleep(0.05)
+                    continue
+                self._admit(sock, peer)
+        finally:
+            listener.close()
+            self._listener = None
+
+    def _admit(self, sock: socket.socket, peer: tuple) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._sessions_lock:
+            full = len(self._sessions) >= self.limits.max_clients
+            if not full:
+                session = Session(self, sock, peer)
+                self._sessions.add(session)
+        if full:
+            self._reject_busy(sock, peer)
+            return
+        log.info("connect from %s:%s", peer[0], peer[1])
+        session.thread.start()
+
+    def _reject_busy(self, sock: socket.socket, peer: tuple) -> None:
+        log.warning("refusing %s:%s: %d clients already", peer[0], peer[1], self.limits.max_clients)
+        # The TLS handshake needed to say "busy" must not run in the accept loop; a few
+        # short-lived threads do it, and past that the connection is simply closed.
+        if not self._rejecters.acquire(blocking=False):
+            sock.close()
+            return
+        threading.Thread(target=self._busy_reply, args=(sock,), daemon=True).start()
+
+    def _busy_reply(self, sock: socket.socket) -> None:
+        try:
+            sock.settimeout(2.0)
+            conn = sock
+            if self.ssl_context is not None:
+                conn = self.ssl_context.wrap_socket(sock, server_side=True)
+            conn.sendall(p.encode(p.Err("busy", "server full, try again later")))
+            conn.close()
+        except (OSError, ValueError):
+            pass
+        finally:
+            sock.close()
+            self._rejecters.release()
+
+    def _forget(self, session: Session) -> None:
+        with self._sessions_lock:
+            self._sessions.discard(session)
+
+    # -- commands --------------------------------------------------------------------------
+
+    def dispatch(self, session: Session, command: p.Command) -> None:
+        """Carry out one client command. Runs in *session*'s own thread."""
+        reply = session._reply
+        match command:
+            case p.Ping(token):
+                reply(p.Pong(token))
+            case p.Pong():
+                pass  # answering our idle PING; the input itself reset the timer
+            case p.Quit():
+                session.quit()
+            case p.Login(user, password):
+                self._login(session, user, password)
+            case _ if session.user is None:
+                reply(p.Err("not-logged-in", "LOGIN <user> <password> first"))
+            case p.Say(text):
+                self.room.say(session, text)
+            case p.Tell(user, text):
+                if self.room.tell(session, user, text):
+                    reply(p.Ok())
+                else:
+                    reply(p.Err("no-such-user", f"{user} is not logged in"))
+            case p.Who():
+                reply(p.Users(tuple(self.room.names())))
+
+    def _login(self, session: Session, user: str, password: str) -> None:
+        reply = session._reply
+        if session.user is not None:
+            reply(p.Err("syntax", f"already logged in as {session.user}"))
+            return
+        source = str(session.peer[0])
+        if not p.valid_username(user):
+            # Same reply as a wrong password: names are not confirmed or denied.
+            outcome = self.auth.login("", password, source)
+        else:
+            outcome = self.auth.login(user, password, source)
+        if outcome.throttled:
+            log.warning("login throttled for %r from %s", user[:32], source)
+            reply(
+                p.Err("throttled", f"too many failed logins; retry in {outcome.retry_after:.0f} s")
+            )
+            return
+        if not outcome.ok:
+            log.warning("login failed for %r from %s", user[:32], source)
+            reply(p.Err("auth", "invalid user name or password"))
+            return
+        if not self.room.join(session, user):
+            reply(p.Err("auth", f"{user} is already logged in on another connection"))
+            return
+        log.info("%s logged in", session._who())
