@@ -503,9 +503,9 @@ class _Tracker:
         """Count a failure; return the length of the cool-down it started (0.0 if none)."""
         entry = self.entries.get(key)
         if entry is None:
+            self._make_room(now)
             entry = _Entry(failures=deque(maxlen=self.max_failures))
             self.entries[key] = entry
-            self._prune(now)
         self.entries.move_to_end(key)
         self._decay(entry, now)
         entry.last_event = now
@@ -528,20 +528,23 @@ class _Tracker:
         if self._idle(entry, now):
             del self.entries[key]
 
-    def _prune(self, now: float) -> None:
-        """Keep at most max_entries keys: drop idle ones first, then least recently used."""
-        if len(self.entries) <= self.max_entries:
+    def _make_room(self, now: float) -> None:
+        """Make room for one more key: drop idle ones first, then the least recently used."""
+        if len(self.entries) < self.max_entries:
             return
         for key in [k for k, e in self.entries.items() if self._idle(e, now)]:
             del self.entries[key]
-        # Still full of active keys: evict the least recently failed down to 90 %, so the
+        # Too few idle keys: evict the least recently failed down to 90 % of the cap, so the
         # O(n) sweep above runs once per max_entries/10 new keys rather than on every one.
         # Evicting forgets a key's history; an attacker would need max_entries fresh keys
         # (each costing a scrypt hash and counted against its source) to do it on purpose.
         target = self.max_entries - max(1, self.max_entries // 10)
+        evicted = 0
         while len(self.entries) > target:
-            evicted, _ = self.entries.popitem(last=False)
-            log.warning("login throttle full: forgetting %s %r", self.kind, evicted)
+            self.entries.popitem(last=False)
+            evicted += 1
+        if evicted:
+            log.warning("login throttle full: forgot the %d oldest %ss", evicted, self.kind)
 
 
 class LoginThrottle:
@@ -741,16 +744,17 @@ class Authenticator:
             # Over-long or non-text passwords cannot match a stored one; refuse them without
             # hashing so they cost nothing (their length tells an attacker nothing new).
             if isinstance(password, str) and len(password) <= MAX_PASSWORD_LEN:
-                # Made before the lookup so that even the very first login of an unknown
-                # name takes no longer than a known one.
-                dummy = self._dummy_record()
-                record = self.store.record(user) if valid_name else None
-                checked = record if record is not None else dummy
                 with self._hash_slots:
                     # Check again: a source may have tripped while we waited for a slot.
                     refused = self._throttled(key, source)
                     if refused is not None:
                         return refused
+                    # The dummy is made inside a slot (it is a hash too) and before the
+                    # lookup, so even the first login of an unknown name takes no longer
+                    # than the first login of a known one.
+                    dummy = self._dummy_record()
+                    record = self.store.record(user) if valid_name else None
+                    checked = record if record is not None else dummy
                     ok = verify_password(checked, password) and record is not None
             if ok:
                 self.throttle.record_success(key, source)
