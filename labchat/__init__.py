@@ -1,3 +1,27 @@
-"""labchat: an educational protocol lab (TLS chat over blocking sockets, captured and plotted)."""
+"""labchat: an educational protocol lab.
+
+A small TLS chat (server, client, login, a lab CA) over blocking sockets, which learners run,
+capture with scapy, plot with matplotlib and take apart in Jupyter notebooks.
+
+The names most notebooks need are re-exported here; everything else lives in its module.
+"""
+
+from .auth import Authenticator, UserStore
+from .certs import CA, create_lab_certs
+from .client import ChatError, Client, ConnectionClosed, LoginError
+from .server import Limits, Server
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "CA",
+    "Authenticator",
+    "ChatError",
+    "Client",
+    "ConnectionClosed",
+    "Limits",
+    "LoginError",
+    "Server",
+    "UserStore",
+    "create_lab_certs",
+]
