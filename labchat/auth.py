@@ -464,7 +464,7 @@ class _Entry:
     failures: deque[float]
     cooldown_until: float = 0.0
     level: int = 0  # how many cool-downs so far: the next lasts cooldown * 2**level
-    last_event: float = 0.0  # last failure or end of last cool-down, for the quiet period
+    last_event: float = 0.0  # time of the last failure, for the quiet period
 
 
 @dataclass
