@@ -288,9 +288,28 @@ class UserStore:
         Raises:
             AuthError: If the file exists but cannot be read or is not a valid users file.
         """
-        users = self._read()
         with self._lock:
-            self._users = users
+            self._users = self._read()
+            self._signature = self._stat()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def refresh(self) -> None:
+        """Reload if another process (e.g. `labchat adduser` while the server runs) changed
+        the file. A file that became unreadable keeps the users already loaded, with a log
+        line, so a half-edited file cannot lock everybody out."""
+        if self._stat() == self._signature:
+            return
+        try:
+            self.reload()
+        except AuthError as exc:
+            log.warning("keeping the users loaded before: %s", exc)
+            self._signature = self._stat()
 
     def _read(self) -> dict[str, dict[str, Any]]:
         try:
@@ -333,7 +352,11 @@ class UserStore:
             return len(self._users)
 
     def record(self, name: str) -> dict[str, Any] | None:
-        """Return a copy of *name*'s hash record, or None if there is no such user."""
+        """Return a copy of *name*'s hash record, or None if there is no such user.
+
+        Picks up changes other processes made to the file first (see `refresh`).
+        """
+        self.refresh()
         with self._lock:
             record = self._users.get(name) if isinstance(name, str) else None
             return dict(record) if record is not None else None
@@ -419,6 +442,7 @@ class UserStore:
                 raise
         except OSError as e:
             raise AuthError(f"cannot write users file {self.path}: {e.strerror or e}") from None
+        self._signature = self._stat()
         _fsync_directory(directory)
 
 

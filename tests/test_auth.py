@@ -707,3 +707,20 @@ def test_Authenticator_logs_no_password(store, clock, caplog):
             a.login("alice", "a-secret-guess", "10.0.0.1")
     assert "a-secret-guess" not in caplog.text
     assert "alice" in caplog.text  # the cool-down is logged for the teacher
+
+
+def test_UserStore_picks_up_users_added_by_another_process(tmp_path):
+    # The server holds one store; `labchat adduser` in another terminal writes the file.
+    server_view = UserStore(tmp_path / "users.json", n=2**10)
+    assert server_view.record("dora") is None
+    UserStore(tmp_path / "users.json", n=2**10).add("dora", "password-dora")
+    record = server_view.record("dora")
+    assert record is not None and verify_password(record, "password-dora")
+
+
+def test_UserStore_keeps_old_users_when_the_file_turns_corrupt(tmp_path):
+    path = tmp_path / "users.json"
+    store = UserStore(path, n=2**10)
+    store.add("erin", "password-erin")
+    path.write_text("{ half-written")
+    assert store.record("erin") is not None
