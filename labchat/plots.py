@@ -1,0 +1,350 @@
+"""Facts -> matplotlib figures: ladder diagram, time-sequence graph, TLS comparison, TCP header.
+
+Every function takes facts from :mod:`labchat.analysis`, draws on ``ax`` when given (else on
+a new :class:`matplotlib.figure.Figure`, which needs no pyplot and no display) and returns the
+Figure. Drawn objects carry a ``gid`` so tests and notebooks can find them: ``segment-N`` for a
+ladder arrow, ``phase-NAME`` for a shaded phase, ``field-NAME`` for a header field.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from .analysis import Connection, Segment
+
+__all__ = ["FLAG_NAMES", "flag_words", "ladder", "tcp_header", "time_sequence", "tls_comparison"]
+
+#: Flag letters as a learner reads them in Wireshark.
+FLAG_NAMES = {
+    "S": "SYN",
+    "F": "FIN",
+    "R": "RST",
+    "P": "PSH",
+    "A": "ACK",
+    "U": "URG",
+    "E": "ECE",
+    "C": "CWR",
+}
+_PHASE_COLOURS = {
+    "handshake": "#dbe9f6",
+    "data": "#e6f4e0",
+    "teardown": "#fbe3d6",
+    "reset": "#f6d0d0",
+}
+_DIR_COLOURS = {"c->s": "#1f5fa8", "s->c": "#b5461a"}
+
+
+def flag_words(flags: str) -> str:
+    """``"SA"`` -> ``"SYN, ACK"``; ``"PA"`` -> ``"PSH, ACK"``."""
+    return ", ".join(FLAG_NAMES.get(ch, ch) for ch in flags if ch != ".") or "none"
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _compressed_times(times: list[float]) -> tuple[list[float], list[tuple[float, float]]]:
+    """Map real times to ladder rows: one row per segment, longer gaps get a little more room.
+
+    A gap much longer than the typical one is capped (log scale) and reported as a break, so a
+    20 ms pause between chat lines does not push the next arrows off the page.
+    """
+    if not times:
+        return [], []
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    positive = sorted(g for g in gaps if g > 0)
+    typical = positive[len(positive) // 2] if positive else 1e-3
+    ys = [0.0]
+    breaks: list[tuple[float, float]] = []
+    for gap in gaps:
+        extra = min(1.5, 0.5 * math.log10(1 + gap / max(typical, 1e-6)))
+        y = ys[-1] + 1.0 + extra
+        if gap > 10 * typical and gap > 0.005:
+            breaks.append(((ys[-1] + y) / 2, gap))
+        ys.append(y)
+    return ys, breaks
+
+
+def _segment_label(seg: Segment, tls_names: list[str]) -> str:
+    text = f"{flag_words(seg.flags)}  seq={seg.rel_seq}"
+    if seg.has_ack:
+        text += f" ack={seg.rel_ack}"
+    text += f" len={seg.payload_len}"
+    if tls_names:
+        shown = tls_names[:3] + (["…"] if len(tls_names) > 3 else [])
+        text += "\n" + ", ".join(shown)
+    if seg.retransmission:
+        text += "  [retransmission]"
+    return text
+
+
+def _phase_spans(
+    conn: Connection, segs: list[Segment], ys: list[float]
+) -> list[tuple[str, float, float]]:
+    spans: list[tuple[str, float, float]] = []
+    for seg, y in zip(segs, ys, strict=False):
+        phase = conn.phase(seg)
+        if spans and spans[-1][0] == phase:
+            spans[-1] = (phase, spans[-1][1], y)
+        else:
+            spans.append((phase, y, y))
+    return spans
+
+
+def ladder(
+    conn: Connection,
+    ax: Axes | None = None,
+    *,
+    max_segments: int = 60,
+    title: str | None = None,
+) -> Figure:
+    """Draw a ladder (sequence) diagram: client and server lanes, one arrow per segment.
+
+    Args:
+        conn: a connection from :func:`labchat.analysis.load`.
+        ax: where to draw; a new Figure sized to the segment count when None.
+        max_segments: draw at most this many segments (the title says how many were left out).
+        title: the axes title (default: the two endpoints).
+
+    Returns:
+        The Figure drawn on.
+    """
+    from matplotlib.patches import FancyArrowPatch
+
+    segs = conn.segments[:max_segments]
+    n = len(segs)
+    fig, ax = _new_axes(ax, (8.0, max(3.0, 0.42 * n + 1.5)))
+    ys, breaks = _compressed_times([s.time for s in segs])
+    names: dict[int, list[str]] = {}
+    for m in conn.tls_messages():
+        if m.segment is not None:
+            names.setdefault(m.segment, []).append(m.name)
+    x_client, x_server = 0.0, 1.0
+    slope = 0.6  # rows an arrow drops from sender to receiver: the segment is in flight
+    bottom = (ys[-1] if ys else 0) + slope + 0.8
+
+    for phase, y0, y1 in _phase_spans(conn, segs, ys):
+        span = ax.axhspan(
+            y0 - 0.35, y1 + slope + 0.35, color=_PHASE_COLOURS[phase], alpha=0.8, zorder=0, lw=0
+        )
+        span.set_gid(f"phase-{phase}")
+        ax.text(
+            1.02, (y0 + y1 + slope) / 2, phase, transform=ax.get_yaxis_transform(),
+            rotation=90, va="center", ha="left", fontsize=8, color="#555555",
+        )  # fmt: skip
+    for x in (x_client, x_server):
+        ax.plot([x, x], [-0.8, bottom], color="#333333", lw=1.5, zorder=1)
+
+    for seg, y in zip(segs, ys, strict=False):
+        start, end = (x_client, x_server) if seg.direction == "c->s" else (x_server, x_client)
+        colour = "#c0392b" if seg.rst else _DIR_COLOURS[seg.direction]
+        arrow = FancyArrowPatch(
+            (start, y), (end, y + slope), arrowstyle="-|>", mutation_scale=11,
+            color=colour, lw=1.3, linestyle="--" if seg.retransmission else "-", zorder=3,
+        )  # fmt: skip
+        arrow.set_gid(f"segment-{seg.index}")
+        ax.add_patch(arrow)
+        ax.text(
+            0.5, y + slope / 2, _segment_label(seg, names.get(seg.index, [])),
+            ha="center", va="center", fontsize=7, zorder=4, color=colour,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+        )  # fmt: skip
+        ax.text(-0.04, y, f"{seg.time * 1000:.3f} ms", ha="right", va="center", fontsize=6.5,
+                color="#444444")  # fmt: skip
+    for y, gap in breaks:
+        ax.text(-0.04, y, f"⋯ {gap * 1000:.0f} ms pause", ha="right", va="center",
+                fontsize=6.5, color="#888888", style="italic")  # fmt: skip
+
+    ax.set_xlim(-0.32, 1.12)
+    ax.set_ylim(bottom, -1.6)
+    ax.set_xticks([x_client, x_server])
+    ax.set_xticklabels(
+        [
+            f"client\n{conn.client[0]}:{conn.client[1]}",
+            f"server\n{conn.server[0]}:{conn.server[1]}",
+        ],
+        fontsize=8,
+    )
+    ax.xaxis.set_ticks_position("top")
+    ax.set_yticks([])
+    ax.set_ylabel("time (down; long pauses compressed)", fontsize=8)
+    for side in ("right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    if title is None:
+        title = f"TCP connection #{conn.stream}: {n} segments"
+    if len(conn.segments) > n:
+        title += f" (first {n} of {len(conn.segments)} shown)"
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def time_sequence(conn: Connection, ax: Axes | None = None) -> Figure:
+    """Draw a Stevens time-sequence graph: relative sequence number against time.
+
+    Each data segment is a vertical bar from its first to its last byte; the line of the same
+    colour (lighter, stepped) is the peer's cumulative ACK for that direction.
+    """
+    fig, ax = _new_axes(ax, (8.0, 4.5))
+    for direction, peer, name in (("c->s", "s->c", "client"), ("s->c", "c->s", "server")):
+        colour = _DIR_COLOURS[direction]
+        data = [s for s in conn.segments if s.direction == direction]
+        bars = [s for s in data if s.payload_len > 0 or s.syn or s.fin]
+        if bars:
+            ax.vlines(
+                [s.time * 1000 for s in bars],
+                [s.rel_seq for s in bars],
+                [s.rel_seq + max(s.seq_len, 1) for s in bars],
+                colors=colour, lw=2.5, label=f"{name} data (seq .. seq+len)",
+            )  # fmt: skip
+            rt = [s for s in bars if s.retransmission]
+            if rt:
+                ax.plot([s.time * 1000 for s in rt], [s.rel_seq for s in rt], "x",
+                        color="#c0392b", label=f"{name} retransmission")  # fmt: skip
+        acks = [s for s in conn.segments if s.direction == peer and s.has_ack]
+        if acks:
+            ax.step(
+                [s.time * 1000 for s in acks], [s.rel_ack for s in acks], where="post",
+                color=colour, alpha=0.45, lw=1.2, label=f"ACKs of {name} data",
+            )  # fmt: skip
+    ax.set_xlabel("time since first packet (ms)")
+    ax.set_ylabel("relative sequence number (bytes)")
+    ax.set_title(f"Time-sequence graph, connection #{conn.stream}", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def tls_comparison(conn12: Connection, conn13: Connection) -> Figure:
+    """Two ladders side by side, TLS 1.2 and TLS 1.3, each with its round trips annotated."""
+    from matplotlib.figure import Figure
+
+    from .analysis import tls_round_trips
+
+    n = max(len(conn12.segments), len(conn13.segments))
+    fig = Figure(figsize=(14.0, max(4.0, 0.42 * min(n, 60) + 2.0)), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, conn, label in ((axes[0], conn12, "TLS 1.2"), (axes[1], conn13, "TLS 1.3")):
+        trips = tls_round_trips(conn)
+        s = "" if trips == 1 else "s"
+        ladder(conn, ax, title=f"{label}: {trips} round trip{s} before the first application data")
+        first = next(
+            (m for m in conn.tls_messages()
+             if m.direction == "c->s" and m.name == "ApplicationData" and m.segment is not None),
+            None,
+        )  # fmt: skip
+        if first is not None:
+            seg = conn.segments[first.segment]
+            ys, _ = _compressed_times([x.time for x in conn.segments[:60]])
+            if seg.index < len(ys):
+                ax.annotate(
+                    f"first client data\nafter {trips} RTT{s}",
+                    xy=(0.0, ys[seg.index]), xytext=(-0.3, ys[seg.index] - 1.2),
+                    fontsize=8, color="#1f5fa8", fontweight="bold",
+                    arrowprops={"arrowstyle": "->", "color": "#1f5fa8"},
+                )  # fmt: skip
+    fig.suptitle("Handshake round trips: TLS 1.2 vs TLS 1.3", fontsize=12)
+    return fig
+
+
+# --- TCP header (RFC 9293 section 3.1) -----------------------------------------------------
+
+_FLAG_BITS = [("CWR", 0x80), ("ECE", 0x40), ("URG", 0x20), ("ACK", 0x10),
+              ("PSH", 0x08), ("RST", 0x04), ("SYN", 0x02), ("FIN", 0x01)]  # fmt: skip
+
+
+def _fmt_options(opts: list[Any]) -> str:
+    parts = []
+    for opt in opts or []:
+        try:
+            name, value = opt
+        except (TypeError, ValueError):
+            continue
+        if name in ("NOP", "EOL"):
+            parts.append(name)
+        elif name == "Timestamp":
+            parts.append(f"TS val={value[0]} ecr={value[1]}")
+        elif name == "SAckOK":
+            parts.append("SACK permitted")
+        elif name == "WScale":
+            parts.append(f"WScale={value} (x{2 ** int(value)})")
+        else:
+            parts.append(f"{name}={value}")
+    return ", ".join(parts)
+
+
+def tcp_header(segment: Segment, ax: Axes | None = None) -> Figure:
+    """Draw the TCP header of one captured segment, 32 bits per row, with its real values."""
+    from matplotlib.patches import Rectangle
+
+    raw = segment.raw
+    tcp = None
+    if raw is not None:
+        from scapy.layers.inet import TCP
+
+        tcp = raw.getlayer(TCP)
+    fields: dict[str, Any] = {
+        "sport": getattr(tcp, "sport", None),
+        "dport": getattr(tcp, "dport", None),
+        "dataofs": getattr(tcp, "dataofs", None),
+        "reserved": getattr(tcp, "reserved", 0),
+        "flags": int(tcp.flags) if tcp is not None else 0,
+        "chksum": getattr(tcp, "chksum", None),
+        "urgptr": getattr(tcp, "urgptr", 0),
+        "options": getattr(tcp, "options", []),
+    }
+    opt_text = _fmt_options(fields["options"])
+    rows = 6 if opt_text else 5
+    fig, ax = _new_axes(ax, (10.0, 0.9 * rows + 1.4))
+
+    def box(row: int, bit0: int, nbits: int, name: str, value: str, gid: str, fc="#f4f7fb"):
+        rect = Rectangle((bit0, row), nbits, 1, fc=fc, ec="#333333", lw=1)
+        rect.set_gid(f"field-{gid}")
+        ax.add_patch(rect)
+        ax.text(bit0 + nbits / 2, row + 0.33, name, ha="center", va="center", fontsize=8,
+                color="#555555")  # fmt: skip
+        ax.text(bit0 + nbits / 2, row + 0.68, value, ha="center", va="center", fontsize=9,
+                fontweight="bold")  # fmt: skip
+
+    box(0, 0, 16, "Source Port", str(fields["sport"]), "sport")
+    box(0, 16, 16, "Destination Port", str(fields["dport"]), "dport")
+    box(1, 0, 32, "Sequence Number", f"{segment.seq}  (relative {segment.rel_seq})", "seq")
+    ack_text = f"{segment.ack}" + (f"  (relative {segment.rel_ack})" if segment.has_ack else
+                                   "  (ACK flag not set: ignored)")  # fmt: skip
+    box(2, 0, 32, "Acknowledgment Number", ack_text, "ack")
+    doff = fields["dataofs"]
+    box(3, 0, 4, "Data Off.", f"{doff} ({(doff or 0) * 4} B)", "dataofs")
+    box(3, 4, 4, "Rsrvd", str(fields["reserved"]), "reserved")
+    for i, (name, bit) in enumerate(_FLAG_BITS):
+        on = bool(fields["flags"] & bit)
+        box(
+            3, 8 + i, 1, name, "1" if on else "0", f"flag-{name}", fc="#ffd27f" if on else "#f4f7fb"
+        )
+    box(3, 16, 16, "Window", str(segment.window), "window")
+    chk = fields["chksum"]
+    box(4, 0, 16, "Checksum", f"0x{chk:04x}" if isinstance(chk, int) else str(chk), "chksum")
+    box(4, 16, 16, "Urgent Pointer", str(fields["urgptr"]), "urgptr")
+    if opt_text:
+        opt_len = (doff or 5) * 4 - 20
+        box(5, 0, 32, f"Options ({opt_len} bytes)", opt_text, "options")
+    for bit in range(0, 33, 8):
+        ax.text(bit, -0.12, str(bit), ha="center", va="bottom", fontsize=7, color="#777777")
+    ax.set_xlim(-0.5, 32.5)
+    ax.set_ylim(rows + 0.1, -0.6)
+    ax.set_axis_off()
+    ax.set_title(
+        f"TCP header of segment #{segment.index} ({segment.direction}, {flag_words(segment.flags)},"
+        f" {segment.payload_len} payload bytes)",
+        fontsize=10,
+    )
+    return fig
