@@ -454,6 +454,11 @@ class Session:
         self._wake_w.close()
         self.server._forget(self)
 
+    def close_unstarted(self) -> None:
+        """Release the sockets of a session whose thread never started."""
+        for s in (self.raw, self._wake_r, self._wake_w):
+            s.close()
+
     def quit(self) -> None:
         """Handle QUIT: say BYE, then close (this runs in the session's own thread)."""
         raise _Closing("quit", p.Bye("see you"))
@@ -537,6 +542,7 @@ class Server:
         self._closing = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self._rejecters = threading.BoundedSemaphore(32)
+        self._busy_threads: set[threading.Thread] = set()
         self.address: tuple[str, int] = (host, port)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -603,6 +609,10 @@ class Server:
                 session.interrupt()
         for session in sessions:
             session.thread.join()
+        with self._sessions_lock:
+            busy, self._busy_threads = self._busy_threads, set()
+        for thread in busy:  # each ends within its 2 s timeout
+            thread.join()
         self._close_wake()
         log.info("server closed")
 
@@ -647,7 +657,12 @@ class Server:
             self._reject_busy(sock, peer)
             return
         log.info("connect from %s:%s", peer[0], peer[1])
-        session.thread.start()
+        try:
+            session.thread.start()
+        except RuntimeError as exc:  # out of threads: refuse this one, keep serving the rest
+            log.error("cannot start a thread for %s:%s: %s", peer[0], peer[1], exc)
+            self._forget(session)
+            session.close_unstarted()
 
     def _reject_busy(self, sock: socket.socket, peer: tuple) -> None:
         log.warning("refusing %s:%s: %d clients already", peer[0], peer[1], self.limits.max_clients)
@@ -656,7 +671,10 @@ class Server:
         if not self._rejecters.acquire(blocking=False):
             sock.close()
             return
-        threading.Thread(target=self._busy_reply, args=(sock,), daemon=True).start()
+        thread = threading.Thread(target=self._busy_reply, args=(sock,), daemon=True)
+        with self._sessions_lock:
+            self._busy_threads = {t for t in self._busy_threads if t.is_alive()} | {thread}
+        thread.start()
 
     def _busy_reply(self, sock: socket.socket) -> None:
         try:
