@@ -34,3 +34,7 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# Regenerate the reference captures in captures/ (pcapng + keys.log + manifest.json each).
+captures: setup
+	$(PY) -m labchat capture --all --out captures

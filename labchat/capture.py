@@ -282,7 +282,7 @@ def detect_mode(preferred: str = "auto") -> CaptureMode:
     chosen: str | None = None
     for name, check in _CHECKS.items():
         if chosen is not None:
-            why_not = check() if name != "offline" else None
+            why_not = check()
             if why_not is None:
                 unavailable[name] = f"available, but {chosen} is preferred"
             else:

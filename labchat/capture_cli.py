@@ -1,0 +1,159 @@
+"""``labchat capture ...``: record a scripted scenario, a live session, or list what exists.
+
+::
+
+    labchat capture list
+    labchat capture tls13-chat --out captures/mine [--mode auto|private|host|offline]
+    labchat capture --all --out captures
+    labchat capture live --port 5050 --out captures/live [--duration S] [--count N]
+
+Every command prints which capture mode it used and why the other modes were not used.
+Errors are one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from labchat import capture, scenarios
+
+__all__ = ["register", "cmd_capture", "cmd_list", "cmd_live", "cmd_scenario", "main"]
+
+
+def _err(message: str) -> int:
+    print(f"labchat capture: error: {message}", file=sys.stderr)
+    return 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``capture`` subcommand to the ``labchat`` CLI's argparse subparsers."""
+    p = subparsers.add_parser(
+        "capture",
+        help="record a scripted scenario or a live session as pcapng (+ keys.log, manifest)",
+        description=(
+            "Record packets. TARGET is a scenario name, 'live' (capture host loopback while "
+            "people chat) or 'list'. Modes: private (a user+network namespace; no root "
+            "needed), host (host loopback; root or CAP_NET_RAW), offline (the shipped "
+            "reference captures). auto tries them in that order; LABCHAT_CAPTURE_MODE "
+            "overrides auto."
+        ),
+    )
+    p.add_argument("target", nargs="?", metavar="TARGET", help="scenario name, 'live' or 'list'")
+    p.add_argument("--out", metavar="DIR", help="output directory")
+    p.add_argument("--all", action="store_true", help="every scenario, into DIR/<scenario>/")
+    p.add_argument("--mode", choices=capture.MODES, default="auto", help="capture mode")
+    p.add_argument("--port", type=int, help="server port (live: required)")
+    p.add_argument("--pause", type=float, help="seconds between scenario steps")
+    p.add_argument("--duration", type=float, metavar="S", help="live: stop after S seconds")
+    p.add_argument("--count", type=int, metavar="N", help="live: stop after N packets")
+    p.add_argument("--iface", default="lo", help="live: interface (default lo)")
+    p.add_argument("--keylog", metavar="F", help="live: TLS key log to embed (server --keylog)")
+    p.set_defaults(func=cmd_capture)
+
+
+def _print_mode(mode: capture.CaptureMode) -> None:
+    print(mode.explain())
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    """Dispatch ``labchat capture`` to list, live or a scenario."""
+    if args.target == "list":
+        return cmd_list(args)
+    if args.target == "live":
+        return cmd_live(args)
+    if args.target is None and not args.all:
+        return _err("name a scenario, 'live' or 'list' (or pass --all)")
+    return cmd_scenario(args)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the scenarios, the reference captures, and which capture mode would be used."""
+    ref = capture.reference_dir()
+    print("scenarios:")
+    for s in scenarios.SCENARIOS.values():
+        shipped = "reference" if (ref / s.name / "capture.pcapng").is_file() else "no reference"
+        print(f"  {s.name:<12} {s.description} [{shipped}]")
+    try:
+        _print_mode(capture.detect_mode(getattr(args, "mode", "auto")))
+    except (capture.CaptureError, ValueError) as exc:
+        print(f"capture mode: none available ({exc})")
+    return 0
+
+
+def cmd_scenario(args: argparse.Namespace) -> int:
+    """Capture one scenario (or ``--all``) into ``--out``."""
+    names = scenarios.names() if args.all else [args.target]
+    unknown = [n for n in names if n not in scenarios.SCENARIOS]
+    if unknown:
+        return _err(
+            f"unknown scenario {unknown[0]!r}; choose one of: {', '.join(scenarios.names())}"
+        )
+    if not args.out:
+        return _err("--out DIR is required")
+    params = {}
+    if args.port is not None:
+        params["port"] = args.port
+    if args.pause is not None:
+        params["pause"] = args.pause
+    try:
+        if args.all:
+            results = capture.run_scenarios(names, args.out, mode=args.mode, **params)
+        else:
+            results = [capture.run_scenario(names[0], args.out, mode=args.mode, **params)]
+    except (capture.CaptureError, ValueError, OSError) as exc:
+        return _err(str(exc))
+    _print_mode(results[0].mode)
+    for r in results:
+        keys = f" + {r.keylog.name} (also embedded)" if r.keylog else ""
+        n = r.manifest.get("capture", {}).get("packets", "?")
+        print(f"{r.scenario}: {n} packets -> {r.pcap}{keys}")
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """Capture host loopback traffic to/from ``--port`` until Ctrl-C, --duration or --count."""
+    if args.port is None:
+        return _err("live capture needs --port P (the chat server's port)")
+    if not args.out:
+        return _err("--out DIR is required")
+    if args.mode not in ("auto", "host"):
+        return _err("live capture only works in host mode (the chat runs in the host network)")
+    bound = []
+    if args.duration:
+        bound.append(f"{args.duration:g} s")
+    if args.count:
+        bound.append(f"{args.count} packets")
+    until = " or ".join(["Ctrl-C", *bound])
+
+    def started() -> None:
+        print(f"listening on {args.iface} for tcp port {args.port} until {until}", flush=True)
+
+    try:
+        result = capture.capture_live(
+            args.port,
+            Path(args.out),
+            duration=args.duration,
+            count=args.count,
+            iface=args.iface,
+            keylog=args.keylog,
+            on_start=started,
+        )
+    except (capture.CaptureError, OSError) as exc:
+        return _err(str(exc))
+    _print_mode(result.mode)
+    print(f"live: {result.manifest['capture']['packets']} packets -> {result.pcap}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m labchat.capture_cli ...`` (the same as ``labchat capture ...``)."""
+    parser = argparse.ArgumentParser(prog="labchat")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["capture", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
