@@ -272,3 +272,26 @@ def test_load_random_bytes_gives_AnalysisError_or_warnings(tmp_path_factory, dat
 def test_public_api_listed() -> None:
     for name in ("load", "Capture", "Connection", "Segment", "Table", "tls_round_trips"):
         assert name in analysis.__all__
+
+
+def test_cmd_inspect_prints_facts_and_writes_plot(tmp_path: Path, capsys) -> None:
+    import argparse
+
+    from labchat.inspect_cli import cmd_inspect, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    png = tmp_path / "l.png"
+    args = parser.parse_args(
+        ["inspect", str(FIX / "tls13-chat.pcapng"), "--keylog", str(FIX / "tls13-chat.keys.log"),
+         "--tls-port", "7443", "--stream", "0", "--plot", str(png)]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "handshake: ok" in out and "teardown: server closed first" in out
+    assert "1 round trip(s)" in out and "c->s  LOGIN alice pw" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    bad = parser.parse_args(["inspect", str(tmp_path / "nope.pcap")])
+    assert cmd_inspect(bad) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("labchat inspect: error:")
