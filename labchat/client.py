@@ -287,7 +287,7 @@ def format_event(event: p.ServerMessage) -> str:
         case p.Bye(text):
             return f"-- server says bye: {text}"
         case p.Ok(detail):
-            return f"-- ok {detail}".rstrip()
+            return f"-- ok {detail}" if detail else "-- delivered"
         case _:
             return f"-- {event}"
 
