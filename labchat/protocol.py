@@ -398,6 +398,11 @@ def parse_command(text: str) -> Command:
     """
     if not text.strip():
         raise RemoteProtocolError("syntax", "empty line; try WHO, SAY <text> or QUIT")
+    if "\r" in text:
+        # Only "\r\n" ends a line (LineReader strips that \r). A bare CR inside a line could
+        # never be relayed (encode() refuses line breaks), and a terminal would show it as
+        # overwriting the start of the line, so it is refused here, before any reply is built.
+        raise RemoteProtocolError("syntax", "a carriage return may only come before the newline")
     verb, rest = _split_verb(text)
     if verb == "LOGIN":
         user, _, password = rest.partition(" ")
