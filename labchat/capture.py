@@ -234,10 +234,11 @@ def _offline_unavailable(scenario: str | None = None) -> str | None:
     return None
 
 
+# Looked up at call time (not bound here) so tests can simulate a restricted machine.
 _CHECKS: dict[str, Callable[[], str | None]] = {
-    "private": _private_unavailable,
-    "host": _host_unavailable,
-    "offline": _offline_unavailable,
+    "private": lambda: _private_unavailable(),
+    "host": lambda: _host_unavailable(),
+    "offline": lambda: _offline_unavailable(),
 }
 
 _WHY_CHOSEN = {
