@@ -444,6 +444,16 @@ class Session:
     def _finish(self, reason: str) -> None:
         self.server.room.leave(self)
         log.info("%s disconnected: %s", self._who(), reason)
+        if isinstance(self.sock, ssl.SSLSocket) and not self._handshaking:
+            # Send close_notify before the FIN (RFC 8446 section 6.1), so the client can tell
+            # the end of the conversation from a truncation: without it OpenSSL 3 peers (e.g.
+            # `openssl s_client`) report "unexpected eof while reading" and exit 1. Don't
+            # wait for the peer's close_notify: non-blocking, best effort.
+            try:
+                self.sock.settimeout(0)
+                self.sock.unwrap()
+            except (OSError, ValueError):
+                pass
         for s in (self.sock, self.raw):
             try:
                 s.shutdown(socket.SHUT_RDWR)
