@@ -192,6 +192,21 @@ class Room:
                 member.deliver(data)
 
 
+def _readable(socks: list, timeout: float | None) -> list:
+    """``select.select(socks, [], [], timeout)[0]`` for any descriptor number.
+
+    select() only takes descriptors below FD_SETSIZE (1024); 512 clients need about 1,500
+    (a socket and a wake-up pair each), so use poll() where there is one (not on Windows).
+    """
+    if not hasattr(select, "poll"):
+        return select.select(socks, [], [], timeout)[0]
+    poller = select.poll()
+    for s in socks:
+        poller.register(s, select.POLLIN)
+    ready = {fd for fd, _ in poller.poll(None if timeout is None else timeout * 1000)}
+    return [s for s in socks if s.fileno() in ready]
+
+
 class _Closing(Exception):
     """Raised inside a session thread to end it; carries the ERR line to send, if any."""
 
@@ -351,7 +366,7 @@ class Session:
             # and nobody else waits for it.
             watch = [self._wake_r] if pending else [self._wake_r, self.sock]
             ready_now = not pending and isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
-            readable = [self.sock] if ready_now else select.select(watch, [], [], wait)[0]
+            readable = [self.sock] if ready_now else _readable(watch, wait)
             if self._wake_r in readable:
                 self._drain_wake()
 
@@ -642,7 +657,7 @@ class Server:
         listener = self._listener
         try:
             while not self._closing.is_set():
-                ready, _, _ = select.select([listener, self._wake_r], [], [])
+                ready = _readable([listener, self._wake_r], None)
                 if self._wake_r in ready:
                     break
                 try:
