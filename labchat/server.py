@@ -347,6 +347,16 @@ class Session:
             # Lines already read but held back by flood control go first.
             while pending and bucket.take(now):
                 self._handle(pending.popleft())
+                # Write replies as they come: the echoes of a burst must not fill our own
+                # outbox and get a client that reads everything dropped as a slow consumer.
+                self._flush()
+            if pending:
+                # We do not read while lines are held back, so the rest of a partial line
+                # cannot arrive and a PONG cannot be seen: the line and idle timers wait too.
+                # Otherwise a paste of a few hundred lines ends in "ERR timeout".
+                last_input = now
+                if line_started is not None:
+                    line_started = now
 
             # Deadlines: the earliest one decides how long select may sleep.
             deadlines = []
@@ -383,6 +393,7 @@ class Session:
                 line_started = (line_started or now) if reader.in_line else None
                 while pending and bucket.take(now):
                     self._handle(pending.popleft())
+                    self._flush()
                 continue
 
             # Nothing to read: check which deadline passed.
