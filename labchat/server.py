@@ -440,11 +440,22 @@ class Session:
             self._write(data)
 
     def _write(self, data: bytes) -> None:
-        self.sock.settimeout(self.limits.write_timeout)
-        try:
-            self.sock.sendall(data)
-        except TimeoutError as exc:
-            raise _Closing("write timed out (client not reading)") from exc
+        # Short slices instead of one long sendall: a write blocked on a client that does not
+        # read must notice when its outbox overflows (deliver() sets _slow from another
+        # thread) instead of sitting out the whole write_timeout. Retrying send() with the
+        # same bytes after a timeout is what OpenSSL asks for (CPython sets
+        # SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), and a plain socket sends nothing on a timeout.
+        deadline = time.monotonic() + self.limits.write_timeout
+        view = memoryview(data)
+        self.sock.settimeout(min(0.25, self.limits.write_timeout))
+        while view:
+            try:
+                view = view[self.sock.send(view) :]
+            except TimeoutError as exc:
+                if self._slow:  # no ERR: the pipe is full and a TLS record is half written
+                    raise _Closing("slow consumer (not reading)") from exc
+                if time.monotonic() >= deadline:
+                    raise _Closing("write timed out (client not reading)") from exc
 
     def _write_best_effort(self, data: bytes) -> None:
         try:
@@ -684,6 +695,10 @@ class Server:
 
     def _admit(self, sock: socket.socket, peer: tuple) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Bound the kernel's send buffer too: Linux grows it up to tcp_wmem's maximum (4 MiB)
+        # for a client that does not read, which would hold megabytes per client before
+        # outbox_bytes ever applies. The kernel doubles the value for its bookkeeping.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.outbox_bytes)
         with self._sessions_lock:
             full = len(self._sessions) >= self.limits.max_clients
             if not full:
