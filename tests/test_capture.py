@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from labchat import capture
+from labchat import capture, pcapng
 from labchat.capture import CaptureError, CaptureMode, Sniffer, detect_mode
 
 TSHARK = shutil.which("tshark")
@@ -191,8 +191,8 @@ def test_write_pcapng_round_trips_and_embeds_the_key_log(tmp_path):
     from scapy.utils import rdpcap
 
     keylog = b"CLIENT_RANDOM " + b"ab" * 32 + b" " + b"cd" * 48 + b"\n"
-    path = capture.write_pcapng(tmp_path / "c.pcapng", _fake_packets(), keylog=keylog)
-    blocks = capture.read_pcapng_blocks(path)
+    path = pcapng.write_pcapng(tmp_path / "c.pcapng", _fake_packets(), keylog=keylog)
+    blocks = pcapng.read_pcapng_blocks(path)
     types = [t for t, _ in blocks]
     assert types[:3] == [0x0A0D0D0A, 0x00000001, 0x0000000A]  # SHB, IDB, DSB before packets
     assert types[3:] == [0x00000006] * 3
@@ -205,13 +205,13 @@ def test_write_pcapng_round_trips_and_embeds_the_key_log(tmp_path):
 
 
 def test_write_pcapng_without_key_log_has_no_dsb(tmp_path):
-    path = capture.write_pcapng(tmp_path / "c.pcapng", _fake_packets())
-    assert 0x0000000A not in [t for t, _ in capture.read_pcapng_blocks(path)]
+    path = pcapng.write_pcapng(tmp_path / "c.pcapng", _fake_packets())
+    assert 0x0000000A not in [t for t, _ in pcapng.read_pcapng_blocks(path)]
 
 
 @needs_tshark
 def test_write_pcapng_opens_in_tshark(tmp_path):
-    path = capture.write_pcapng(tmp_path / "c.pcapng", _fake_packets(), keylog=b"# empty\n")
+    path = pcapng.write_pcapng(tmp_path / "c.pcapng", _fake_packets(), keylog=b"# empty\n")
     out = subprocess.run(
         [TSHARK, "-r", str(path), "-T", "fields", "-e", "tcp.flags.str"],
         capture_output=True,
@@ -341,7 +341,7 @@ def tls13(tmp_path_factory):
 @pytest.mark.capture
 def test_tls_capture_has_keylog_and_dsb(tls13):
     assert tls13.keylog is not None and tls13.keylog.read_text().count("TRAFFIC_SECRET_0") == 4
-    blocks = capture.read_pcapng_blocks(tls13.pcap)
+    blocks = pcapng.read_pcapng_blocks(tls13.pcap)
     [dsb] = [body for t, body in blocks if t == 0x0000000A]
     secrets_type, length = struct.unpack_from("<II", dsb)
     assert secrets_type == 0x544C534B
