@@ -1,0 +1,244 @@
+"""Tests for labchat.client: the blocking Client API and the terminal chat loop."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+
+import pytest
+from conftest import PASSWORDS, TIMEOUT
+
+from labchat import protocol as p
+from labchat.client import (
+    ChatError,
+    Client,
+    ConnectionClosed,
+    LoginError,
+    _command_for,
+    format_event,
+    run_chat,
+)
+
+pytestmark = pytest.mark.usefixtures("no_thread_leak")
+
+
+def test_Client_recv_timeout_returns_None(make_server, connect) -> None:
+    client = connect(make_server(), user="alice")
+    start = time.monotonic()
+    assert client.recv(timeout=0.2) is None
+    assert 0.15 <= time.monotonic() - start < 2
+    assert client.recv(timeout=0) is None
+    assert client.recv_all(timeout=0.05) == []
+
+
+def test_Client_ConnectionClosed_after_server_close(make_server, connect) -> None:
+    server = make_server()
+    client = connect(server, user="alice")
+    server.close()
+    assert client.recv(TIMEOUT) == p.Bye("server shutting down")
+    with pytest.raises(ConnectionClosed):
+        client.recv(TIMEOUT)
+
+
+def test_Client_answers_server_PING(make_server, connect) -> None:
+    server = make_server(idle_timeout=0.3, ping_timeout=0.3)
+    client = connect(server, user="alice")
+    # Several idle PINGs come and go during this read; each is answered and not returned.
+    deadline = time.monotonic() + 1.2
+    while (left := deadline - time.monotonic()) > 0:
+        assert client.recv(left) is None
+    assert client.who() == ["alice"]  # still connected, well past ping_timeout
+
+
+def test_Client_login_errors(make_server, connect) -> None:
+    client = connect(make_server())
+    with pytest.raises(LoginError) as info:
+        client.login("alice", "not-the-password")
+    assert (info.value.code, info.value.text) == ("auth", "invalid user name or password")
+    assert isinstance(info.value, ChatError)
+    assert client.user is None
+    client.login("alice", PASSWORDS["alice"])
+    assert client.user == "alice"
+
+
+def test_Client_keeps_events_that_arrive_during_a_request(make_server, connect) -> None:
+    server = make_server(plain=True)
+    alice = connect(server, user="alice")
+    bob = connect(server, user="bob")
+    bob.say("one")
+    bob.say("two")
+    assert bob.recv(TIMEOUT) == p.Msg("bob", "one")
+    assert bob.recv(TIMEOUT) == p.Msg("bob", "two")
+    # alice's who() reads past JOIN and both MSGs to find USERS; recv() still gets them.
+    assert alice.who() == ["alice", "bob"]
+    assert alice.recv(0) == p.Join("bob")
+    assert alice.recv(0) == p.Msg("bob", "one")
+    assert alice.recv(0) == p.Msg("bob", "two")
+    assert alice.recv(0) is None
+
+
+def test_Client_refuses_to_send_what_the_protocol_cannot(make_server, connect) -> None:
+    client = connect(make_server(plain=True), user="alice")
+    with pytest.raises(p.LocalProtocolError):
+        client.say("two\nlines")
+    with pytest.raises(p.LocalProtocolError):
+        client.say("x" * p.MAX_LINE_BYTES)
+    with pytest.raises(p.LocalProtocolError):
+        client.send(p.Ping("x" * p.MAX_LINE_BYTES))  # the client's limit, not the server's
+    assert client.who() == ["alice"]
+
+
+def test_Client_handles_HELLO_alternatives() -> None:
+    # A server that answers ERR instead of HELLO (e.g. busy), or not labchat/1 at all.
+    for greeting, error in [
+        (b"ERR busy server full\n", ChatError),
+        (b"SSH-2.0-OpenSSH_9.6\n", p.RemoteProtocolError),
+    ]:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+
+            def serve(listener=listener, greeting=greeting) -> None:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.sendall(greeting)
+                    conn.recv(100)  # until the client closes
+
+            thread = threading.Thread(target=serve)
+            thread.start()
+            try:
+                with pytest.raises(error):
+                    Client(*listener.getsockname(), tls=False, timeout=TIMEOUT)
+            finally:
+                thread.join(TIMEOUT)
+
+
+def test_Client_connection_refused() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError):
+        Client("127.0.0.1", port, tls=False, timeout=TIMEOUT)
+
+
+# --------------------------------------------------------------------------- terminal chat
+
+
+def test_command_for() -> None:
+    assert _command_for("") is None
+    assert _command_for("   ") is None
+    assert _command_for("hello /who") == p.Say("hello /who")
+    assert _command_for("/who") == p.Who()
+    assert _command_for("/quit") == p.Quit()
+    assert _command_for("/tell bob hi there") == p.Tell("bob", "hi there")
+    assert _command_for("/tell bob") == "usage: /tell NAME text"
+    assert _command_for("/ping x") == p.Ping("x")
+    assert "unknown command /frob" in _command_for("/frob")
+
+
+def test_format_event() -> None:
+    assert format_event(p.Msg("alice", "hi")) == "<alice> hi"
+    assert format_event(p.Priv("bob", "psst")) == "*bob* psst"
+    assert format_event(p.Join("carol")) == "-- carol joined"
+    assert format_event(p.Leave("carol")) == "-- carol left"
+    assert format_event(p.Users(("alice", "bob"))) == "-- in the room: alice bob"
+    assert format_event(p.Err("no-such-user", "x")) == "!! no-such-user: x"
+    assert format_event(p.Bye("bye")) == "-- server says bye: bye"
+    assert format_event(p.Ok("x")) == "-- ok x"
+    assert format_event(p.Ok()).startswith("-- ")  # e.g. the answer to /tell
+
+
+class _Lines(io.TextIOBase):
+    """A stdin whose lines are handed over one at a time from the test."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._lines: list[str | None] = []
+
+    def put(self, line: str | None) -> None:
+        with self._cond:
+            self._lines.append(line)
+            self._cond.notify()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        with self._cond:
+            self._cond.wait_for(lambda: self._lines, timeout=TIMEOUT)
+            line = self._lines.pop(0) if self._lines else None
+        if line is None:
+            raise StopIteration
+        return line
+
+
+class _Screen(io.StringIO):
+    """stdout that lets the test wait for a line to appear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cond = threading.Condition()
+
+    def write(self, text: str) -> int:
+        with self._cond:
+            n = super().write(text)
+            self._cond.notify_all()
+            return n
+
+    def wait_for(self, text: str) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: text in self.getvalue(), TIMEOUT), (
+                f"{text!r} not shown; screen:\n{self.getvalue()}"
+            )
+
+
+@pytest.mark.parametrize("leave", ["eof", "/quit"])
+def test_run_chat(make_server, connect, leave: str) -> None:
+    server = make_server()
+    alice = connect(server, user="alice")
+    bob = connect(server, user="bob")
+    stdin, screen = _Lines(), _Screen()
+    result: list[int] = []
+    chat = threading.Thread(
+        target=lambda: result.append(run_chat(alice, stdin=stdin, stdout=screen))
+    )
+    chat.start()
+    try:
+        stdin.put("hello from the terminal\n")
+        screen.wait_for("<alice> hello from the terminal")
+        assert bob.recv(TIMEOUT) == p.Msg("alice", "hello from the terminal")
+        bob.say("hi alice")
+        assert bob.recv(TIMEOUT) == p.Msg("bob", "hi alice")
+        screen.wait_for("<bob> hi alice")
+        stdin.put("/who\n")
+        screen.wait_for("-- in the room: alice bob")
+        stdin.put("/tell bob just you\n")
+        assert bob.recv(TIMEOUT) == p.Priv("alice", "just you")
+        screen.wait_for(format_event(p.Ok()))
+        stdin.put("/tell nobody x\n")
+        screen.wait_for("!! no-such-user: nobody is not logged in")
+        stdin.put("/nope\n")
+        screen.wait_for("!! unknown command /nope")
+        stdin.put("/quit\n" if leave == "/quit" else None)
+    finally:
+        chat.join(TIMEOUT)
+    assert not chat.is_alive()
+    assert result == [0]
+    assert bob.recv(TIMEOUT) == p.Leave("alice")
+    stdin.put(None)  # let the keyboard thread finish if it is still waiting
+
+
+def test_run_chat_server_goes_away(make_server, connect) -> None:
+    server = make_server()
+    alice = connect(server, user="alice")
+    stdin, screen = _Lines(), _Screen()
+    result: list[int] = []
+    chat = threading.Thread(
+        target=lambda: result.append(run_chat(alice, stdin=stdin, stdout=screen))
+    )
+    chat.start()
+    screen.wait_for("-- type to chat")
+    server.close()
+    chat.join(TIMEOUT)
+    stdin.put(None)
+    assert result == [0]
+    assert "-- server says bye: server shutting down" in screen.getvalue()
