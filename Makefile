@@ -25,8 +25,18 @@ lab: setup
 		--LabApp.default_url=/lab/tree/00-start-here.ipynb $(JUPYTER_ARGS)
 
 # Every test, notebooks included. Non-zero exit on any failure.
+# The notebooks run twice under nbval (outputs compared, notebooks/sanitize.cfg hides what
+# differs run to run): with whatever capture mode works here, then with the shipped captures.
+# Importing matplotlib's font_manager first builds its font cache, whose one-time notice
+# would otherwise land on a notebook's stderr.
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+	$(PY) -c "import matplotlib.font_manager"
+	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
+		--nbval-cell-timeout=120 -p no:cacheprovider notebooks
+	LABCHAT_CAPTURE_MODE=offline $(PY) -m pytest --nbval --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=120 \
+		-p no:cacheprovider notebooks
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -38,3 +48,7 @@ clean:
 # Regenerate the reference captures in captures/ (pcapng + keys.log + manifest.json each).
 captures: setup
 	$(PY) -m labchat capture --all --out captures
+
+# Headless demo: capture a TLS 1.3 chat, draw its ladder, print what happened.
+demo: setup
+	$(PY) -m labchat demo --out captures/demo
