@@ -19,10 +19,12 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # Certificates and demo accounts if missing, then JupyterLab on the first notebook.
+# Jupyter refuses to run as root (a container, CI) unless told --allow-root.
 lab: setup
 	$(PY) -m labchat init
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.port=$(JUPYTER_PORT) \
-		--LabApp.default_url=/lab/tree/00-start-here.ipynb $(JUPYTER_ARGS)
+		--LabApp.default_url=/lab/tree/00-start-here.ipynb \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
 
 # Every test, notebooks included. Non-zero exit on any failure.
 # The notebooks run twice under nbval (outputs compared, notebooks/sanitize.cfg hides what

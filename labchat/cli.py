@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_init)
 
     # Capture, inspection and the demo live in their own modules (issue: see the wire).
-    for module in ("capture_cli", "inspect_cli"):
+    for module in ("capture_cli", "inspect_cli", "demo"):
         try:
             mod = __import__(f"labchat.{module}", fromlist=["register"])
         except ImportError:
