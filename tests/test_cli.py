@@ -1,0 +1,432 @@
+"""Tests for labchat.cli: the subcommands in-process, and `serve`/`chat` as real processes."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import PASSWORDS, TIMEOUT
+
+from labchat import protocol as p
+from labchat.auth import UserStore
+from labchat.certs import lab_cert_paths
+from labchat.cli import main
+from labchat.client import Client
+
+pytestmark = pytest.mark.usefixtures("no_thread_leak")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(capsys, *argv: str, stdin: str | None = None, monkeypatch=None) -> tuple[int, str, str]:
+    """Run `labchat ARGV` in-process; return (exit code, stdout, stderr)."""
+    if stdin is not None:
+        assert monkeypatch is not None
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    assert "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("labchat: "), err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# --------------------------------------------------------------------------- certs / init
+
+
+def test_cli_certs_and_refusing_overwrite(capsys, tmp_path) -> None:
+    d = tmp_path / "certs"
+    code, out, err = run(capsys, "certs", "--dir", str(d))
+    assert code == 0, err
+    paths = lab_cert_paths(d)
+    assert str(paths.ca_cert) in out
+    for path in (paths.ca_cert, paths.ca_key, paths.server_cert, paths.server_key):
+        assert path.exists()
+    assert paths.server_key.stat().st_mode & 0o077 == 0
+    before = paths.ca_cert.read_bytes()
+
+    code, out, err = run(capsys, "certs", "--dir", str(d))
+    assert code == 2
+    assert_one_line_error(err, "refusing to overwrite", "--force")
+    assert paths.ca_cert.read_bytes() == before
+
+    code, out, err = run(capsys, "certs", "--dir", str(d), "--force")
+    assert code == 0, err
+    assert paths.ca_cert.read_bytes() != before
+
+
+def test_cli_certs_client_and_bad_name(capsys, tmp_path) -> None:
+    d = tmp_path / "certs"
+    assert run(capsys, "certs", "--dir", str(d))[0] == 0
+    code, out, err = run(capsys, "certs", "--dir", str(d), "--client", "alice")
+    assert code == 0, err
+    assert (d / "client-alice.pem").exists() and (d / "client-alice.key").exists()
+    code, _, err = run(capsys, "certs", "--dir", str(d), "--client", "alice")
+    assert code == 2
+    assert_one_line_error(err, "refusing to overwrite")
+    code, _, err = run(capsys, "certs", "--dir", str(d), "--client", "../evil")
+    assert code == 2
+    assert_one_line_error(err, "invalid client name")
+
+
+def test_cli_certs_refusal_as_a_process(tmp_path, lab_certs) -> None:
+    # The same refusal from a real process: exit 2, one line, no traceback.
+    result = subprocess.run(
+        [sys.executable, "-m", "labchat", "certs", "--dir", str(lab_certs.directory)],
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, "refusing to overwrite")
+    assert result.stdout == ""
+
+
+def test_cli_init_creates_once(capsys, tmp_path) -> None:
+    certs, users = tmp_path / "certs", tmp_path / "users.json"
+    code, out, err = run(capsys, "init", "--certs", str(certs), "--users", str(users))
+    assert code == 0, err
+    assert "created" in out
+    shown = dict(re.findall(r"^\s+(alice|bob)\s+(\S+)$", out, re.M))
+    assert set(shown) == {"alice", "bob"}
+    assert UserStore(users).names() == ["alice", "bob"]
+    cert_before = lab_cert_paths(certs).server_cert.read_bytes()
+
+    code, out, err = run(capsys, "init", "--certs", str(certs), "--users", str(users))
+    assert code == 0, err
+    assert "already there" in out and "already in" in out
+    assert shown["alice"] not in out  # a password is shown once only
+    assert lab_cert_paths(certs).server_cert.read_bytes() == cert_before
+
+
+# --------------------------------------------------------------------------- users
+
+
+def test_cli_adduser_users_deluser(capsys, monkeypatch, tmp_path) -> None:
+    users = tmp_path / "users.json"
+    code, out, err = run(
+        capsys,
+        "adduser",
+        "dave",
+        "--users",
+        str(users),
+        "--password-stdin",
+        stdin="dave-password\n",
+        monkeypatch=monkeypatch,
+    )
+    assert code == 0, err
+    assert "added dave" in out
+    assert run(capsys, "users", "--users", str(users))[1] == "dave\n"
+
+    # Exists already: refused without --replace, accepted with it.
+    code, out, err = run(
+        capsys,
+        "adduser",
+        "dave",
+        "--users",
+        str(users),
+        "--password-stdin",
+        stdin="other-password\n",
+        monkeypatch=monkeypatch,
+    )
+    assert code == 2
+    assert_one_line_error(err, "exists", "--replace")
+    code, out, err = run(
+        capsys,
+        "adduser",
+        "dave",
+        "--users",
+        str(users),
+        "--password-stdin",
+        "--replace",
+        stdin="other-password\n",
+        monkeypatch=monkeypatch,
+    )
+    assert code == 0, err
+    assert "updated dave" in out
+
+    code, out, err = run(capsys, "deluser", "dave", "--users", str(users))
+    assert code == 0, err
+    assert "removed dave" in out
+    code, out, err = run(capsys, "users", "--users", str(users))
+    assert code == 0 and "no users" in out
+    code, out, err = run(capsys, "deluser", "dave", "--users", str(users))
+    assert code == 2
+    assert_one_line_error(err, "dave")
+
+
+@pytest.mark.parametrize(
+    ("name", "password", "fragment"),
+    [
+        ("bad name", "long-enough-pw", "invalid user name"),
+        ("dave", "short", "too short"),
+        ("dave", "", "no password"),
+    ],
+)
+def test_cli_adduser_bad_input(capsys, monkeypatch, tmp_path, name, password, fragment) -> None:
+    users = tmp_path / "users.json"
+    code, _, err = run(
+        capsys,
+        "adduser",
+        name,
+        "--users",
+        str(users),
+        "--password-stdin",
+        stdin=f"{password}\n" if password else "",
+        monkeypatch=monkeypatch,
+    )
+    assert code == 2
+    assert_one_line_error(err, fragment)
+    assert not users.exists()
+
+
+def test_cli_adduser_without_terminal_or_stdin_password(capsys, monkeypatch, tmp_path) -> None:
+    code, _, err = run(
+        capsys,
+        "adduser",
+        "dave",
+        "--users",
+        str(tmp_path / "u.json"),
+        stdin="",
+        monkeypatch=monkeypatch,
+    )
+    assert code == 2
+    assert_one_line_error(err, "--password-stdin")
+
+
+def test_cli_users_corrupt_file(capsys, tmp_path) -> None:
+    users = tmp_path / "users.json"
+    users.write_text("{not json")
+    code, _, err = run(capsys, "users", "--users", str(users))
+    assert code == 2
+    assert_one_line_error(err, "not valid JSON")
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def test_cli_serve_prints_address_serves_and_stops_on_SIGTERM(lab_certs, users) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labchat",
+            "serve",
+            "--port",
+            "0",
+            "--certs",
+            str(lab_certs.directory),
+            "--users",
+            str(users),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=python_env(),
+    )
+    try:
+        first = proc.stdout.readline()
+        match = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+) \((.+)\)\n", first)
+        assert match, first
+        assert match.group(2) == "TLS 1.2-1.3"
+        port = int(match.group(1))
+        with Client("127.0.0.1", port, cafile=lab_certs.ca_cert, timeout=TIMEOUT) as client:
+            client.login("alice", PASSWORDS["alice"])
+            client.say("hi from a test")
+            assert client.recv(TIMEOUT) == p.Msg("alice", "hi from a test")
+            proc.send_signal(signal.SIGTERM)
+            assert client.recv(TIMEOUT) == p.Bye("server shutting down")
+        assert proc.wait(timeout=TIMEOUT) == 0
+        rest = proc.stdout.read()
+        assert rest == "server stopped\n"
+        err = proc.stderr.read()
+        assert "Traceback" not in err
+        assert "alice" in err and PASSWORDS["alice"] not in err  # logged, never the password
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+# --------------------------------------------------------------------------- chat in a pty
+
+
+class Terminal:
+    """`labchat chat` running on a pseudo-terminal, read and typed into like a person would."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=python_env(),
+            start_new_session=True,
+            close_fds=True,
+        )
+        os.close(slave)
+        self.output = b""
+
+    def expect(self, text: str, timeout: float = TIMEOUT) -> None:
+        """Read until *text* has appeared on the screen (bounded)."""
+        wanted = text.encode()
+        deadline = time.monotonic() + timeout
+        while wanted not in self.output:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{text!r} not on screen:\n{self.output.decode(errors='replace')}"
+            if select.select([self.master], [], [], left)[0]:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    chunk = b""
+                if not chunk:
+                    assert wanted in self.output, self.output.decode(errors="replace")
+                    return
+                self.output += chunk
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def finish(self, timeout: float = TIMEOUT) -> int:
+        """Wait for the process to exit, collecting the rest of its output."""
+        code = self.proc.wait(timeout=timeout)
+        while select.select([self.master], [], [], 0)[0]:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.output += chunk
+        return code
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
+
+def chat_argv(server, lab_certs, *extra: str, user: str = "alice") -> list[str]:
+    host, port = server.address
+    return [
+        sys.executable,
+        "-m",
+        "labchat",
+        "chat",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--user",
+        user,
+        "--ca",
+        str(lab_certs.ca_cert),
+        *extra,
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("leave", ["ctrl-d", "/quit"])
+def test_cli_chat_in_a_terminal(make_server, connect, lab_certs, leave: str) -> None:
+    server = make_server()
+    bob = connect(server, user="bob")
+    term = Terminal(chat_argv(server, lab_certs))
+    try:
+        term.expect("password: ")
+        term.type(PASSWORDS["alice"] + "\n")
+        term.expect("-- logged in as alice")
+        assert PASSWORDS["alice"].encode() not in term.output  # getpass turned echo off
+        assert bob.recv(TIMEOUT) == p.Join("alice")
+
+        term.type("hello from a terminal\n")
+        term.expect("<alice> hello from a terminal")
+        assert bob.recv(TIMEOUT) == p.Msg("alice", "hello from a terminal")
+
+        bob.say("hi alice")
+        term.expect("<bob> hi alice")
+
+        term.type("/who\n")
+        term.expect("-- in the room: alice bob")
+
+        term.type("/tell bob just between us\n")
+        assert bob.recv(TIMEOUT) == p.Msg("bob", "hi alice")
+        assert bob.recv(TIMEOUT) == p.Priv("alice", "just between us")
+
+        term.type("\x04" if leave == "ctrl-d" else "/quit\n")
+        assert term.finish() == 0
+        assert b"Traceback" not in term.output
+        assert bob.recv(TIMEOUT) == p.Leave("alice")
+    finally:
+        term.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_cli_chat_wrong_password_in_a_terminal(make_server, lab_certs) -> None:
+    server = make_server()
+    term = Terminal(chat_argv(server, lab_certs))
+    try:
+        term.expect("password: ")
+        term.type("not-the-password\n")
+        assert term.finish() == 1
+        assert b"labchat: login refused: auth: invalid user name or password" in term.output
+        assert b"Traceback" not in term.output
+    finally:
+        term.close()
+
+
+def test_cli_chat_insecure_warns(make_server, lab_certs, tmp_path) -> None:
+    server = make_server()
+    argv = chat_argv(server, lab_certs, "--insecure", "--password-stdin")
+    argv[argv.index("--ca") + 1] = str(tmp_path / "no-such-ca.pem")  # not needed, not read
+    result = subprocess.run(
+        argv,
+        input=f"{PASSWORDS['alice']}\nhello insecurely\n",
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("WARNING: ")
+    assert "verification is off" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "-- logged in as alice" in result.stdout
+
+
+def test_cli_chat_wrong_ca_fails_cleanly(make_server, tmp_path) -> None:
+    from labchat.certs import CA
+
+    server = make_server()
+    other = tmp_path / "other.pem"
+    CA().cert_pem.write_to_path(other)
+    argv = chat_argv(server, lab_cert_paths(tmp_path), "--password-stdin")
+    argv[argv.index("--ca") + 1] = str(other)
+    result = subprocess.run(
+        argv, input="x\n", capture_output=True, text=True, env=python_env(), timeout=30
+    )
+    assert result.returncode == 1
+    assert_one_line_error(result.stderr, "certificate verification failed")
