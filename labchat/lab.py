@@ -206,7 +206,9 @@ class Captured:
 
 def _load(result: capture.CaptureResult) -> Captured:
     port = int(result.manifest.get("server", {}).get("port", 0)) or capture.DEFAULT_PORT
-    cap = analysis.load(result.pcap, tls_ports=[port])
+    # Only TLS scenarios get their port decoded as TLS: a plaintext chat on the same port
+    # must stay plaintext (its lines are the lesson).
+    cap = analysis.load(result.pcap, tls_ports=[port] if result.manifest.get("tls") else [])
     return Captured(result, cap, cap.connection(0))
 
 
@@ -468,8 +470,10 @@ def measure_broadcast_latency(
     cond = threading.Condition()
     listeners: list[_Listener] = []
     out: list[RoomStats] = []
-    with Server("127.0.0.1", 0, certs_dir=files.certs.directory, users=files.users,
-                flood_burst=10_000, flood_rate=10_000.0, max_clients=max(sizes) + 8) as server:  # fmt: skip
+    limits = {"flood_burst": 10_000, "flood_rate": 10_000.0, "max_clients": max(sizes) + 8}
+    with Server(
+        "127.0.0.1", 0, certs_dir=files.certs.directory, users=files.users, **limits
+    ) as server:
         host, port = server.address
         kw = _client_kw(files)
         try:
@@ -490,7 +494,7 @@ def measure_broadcast_latency(
                         speaker.say(token)
                         with cond:
                             ok = cond.wait_for(
-                                lambda tok=token: len(arrivals.get(tok, [])) >= size - 1, 10
+                                lambda tok=token, n=size - 1: len(arrivals.get(tok, [])) >= n, 10
                             )
                         if not ok:
                             raise TimeoutError(f"{token!r} did not reach all {size - 1} members")
