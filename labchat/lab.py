@@ -16,6 +16,7 @@ import platform
 import socket
 import ssl
 import statistics
+import struct
 import sys
 import tempfile
 import threading
@@ -47,6 +48,7 @@ __all__ = [
     "plot_latency",
     "room_order_check",
     "running_server",
+    "strip_keys",
     "tcp_sockets",
     "time_wait_demo",
 ]
@@ -175,7 +177,8 @@ class Captured:
 
     Attributes:
         result: the files on disk and how they were made (``result.mode``).
-        capture: the analysed capture (without the key log: what an eavesdropper sees).
+        capture: the analysed capture without any key (the file's embedded key log removed):
+            what an eavesdropper sees.
         conn: its first TCP connection.
     """
 
@@ -204,11 +207,36 @@ class Captured:
         return b"".join(s.payload for c in self.capture.connections() for s in c.segments)
 
 
+_DSB_BLOCK = 0x0000000A  # pcapng Decryption Secrets Block
+
+
+def strip_keys(pcapng: str | Path, out: str | Path) -> Path:
+    """Copy a pcapng without its Decryption Secrets Blocks: the packets an eavesdropper has.
+
+    labchat's captures carry their TLS key log inside the file (so Wireshark decrypts them
+    with no settings), and scapy uses it too. A lesson about what TLS hides needs the file
+    without it.
+    """
+    data = Path(pcapng).read_bytes()
+    kept, pos = bytearray(), 0
+    while pos + 12 <= len(data):
+        btype, total = struct.unpack_from("<II", data, pos)
+        if total < 12:
+            break
+        if btype != _DSB_BLOCK:
+            kept += data[pos : pos + total]
+        pos += total
+    out = Path(out)
+    out.write_bytes(bytes(kept))
+    return out
+
+
 def _load(result: capture.CaptureResult) -> Captured:
     port = int(result.manifest.get("server", {}).get("port", 0)) or capture.DEFAULT_PORT
     # Only TLS scenarios get their port decoded as TLS: a plaintext chat on the same port
     # must stay plaintext (its lines are the lesson).
-    cap = analysis.load(result.pcap, tls_ports=[port] if result.manifest.get("tls") else [])
+    wire = strip_keys(result.pcap, result.directory / "capture-nokeys.pcapng")
+    cap = analysis.load(wire, tls_ports=[port] if result.manifest.get("tls") else [])
     return Captured(result, cap, cap.connection(0))
 
 
