@@ -233,6 +233,7 @@ class Session:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self._wake_pending = False  # a wake-up byte is in the pipe (see _wake)
         self._stop: str | None = None  # set from other threads: why this session must end
         self._slow = False
         self._handshaking = True
@@ -266,6 +267,13 @@ class Session:
             pass
 
     def _wake(self) -> None:
+        # One wake-up byte is enough until the owner drains it: skipping the send() when one
+        # is already pending saves a system call (and a GIL hand-off) per queued line while
+        # the room fans out to busy members. Callers queue *before* calling _wake(); the owner
+        # clears the flag after draining the pipe and before taking the outbox (_drain_wake).
+        if self._wake_pending:
+            return
+        self._wake_pending = True
         try:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):
@@ -473,10 +481,12 @@ class Session:
 
     def _drain_wake(self) -> None:
         try:
-            while self._wake_r.recv(4096):
-                pass
+            self._wake_r.recv(4096)  # one read: a byte left over only means one more wake-up
         except (BlockingIOError, OSError):
             pass
+        # Clear the flag only after the read: a byte sent before it is consumed by it, so a
+        # deliver() that saw the flag still set queued its line before we take the outbox.
+        self._wake_pending = False
 
     def _finish(self, reason: str) -> None:
         self.server.room.leave(self)
