@@ -1,0 +1,1332 @@
+"""The lab network: two hosts on a 1500-byte Ethernet link that can be slowed down and made lossy.
+
+Loopback is a poor teacher of TCP: its MTU is 65536, so the MSS is 65495 and nothing is ever
+lost. This module builds a tiny two-host network instead, without root:
+
+::
+
+    private user namespace (unshare --user --map-root-user --net)
+    +-------------------------------+        +-------------------------------+
+    | "server" netns                |  veth  | "client" netns                |
+    |   veth-s 10.77.0.2/24 ========|========|== veth-c 10.77.0.1/24        |
+    |   capture here (libpcap)      |  1500  |                               |
+    +-------------------------------+        +-------------------------------+
+
+The capture child of :mod:`labchat.capture` already lives in a private user + network
+namespace; that namespace is the server's host. The client's host is a second network
+namespace, made by a short-lived thread that calls ``unshare(CLONE_NEWNET)`` and keeps a file
+descriptor on it. Network namespaces belong to threads, not processes (setns(2)), so code that
+must run "on the client" switches its thread there for a moment (:meth:`LabNetwork.client`):
+a socket created there stays in the client's namespace for its whole life.
+
+Shaping the link (:class:`Shaping`):
+
+* a rate limit: ``tc qdisc tbf`` on both veth ends;
+* an added delay: ``tc qdisc netem``, only where the kernel has ``sch_netem`` (many minimal and
+  cloud kernels do not; :func:`features` says, and asking for a delay then raises
+  :class:`NetworkError` with that message);
+* deterministic loss (:class:`Drop`): nftables rules that drop the Nth SYN, data segment, FIN
+  or pure ACK of one direction, counted with ``numgen inc`` (a per-rule counter that starts at
+  0), so a lesson shows the same event every run;
+* random loss at a rate: ``numgen random mod 100 < N``.
+
+Where a segment is lost matters for what the capture shows. The capture point is the server's
+interface. A segment travelling towards a host is dropped at that host's *ingress* (the
+``prerouting`` hook), after packet taps have seen it: the capture shows the segment, and then
+what its loss causes (duplicate ACKs, a retransmission), as a tap on the wire just before the
+loss would. A rule can also drop at the sender's *egress* (``output``): then the segment never
+reaches the wire, which is what stopping the kernel's RST in the handshake-by-hand lesson needs.
+
+Everything here runs inside the private namespace; :func:`run_scenario` starts that child,
+the way :func:`labchat.capture.run_scenario` does, and falls back to the shipped captures in
+``captures/<name>/`` when namespaces are not available.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import os
+import platform
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import capture
+from .scenarios import ScenarioRun
+
+__all__ = [
+    "CLIENT_IP",
+    "SERVER_IP",
+    "MTU",
+    "Drop",
+    "LabNetwork",
+    "NetworkError",
+    "NetworkScenario",
+    "SCENARIOS",
+    "Shaping",
+    "features",
+    "names",
+    "run_scenario",
+    "run_scenarios",
+]
+
+CLIENT_IP = "10.77.0.1"
+SERVER_IP = "10.77.0.2"
+PREFIX = 24
+#: Ethernet's MTU: the MSS becomes 1500 - 20 (IP) - 20 (TCP) = 1460.
+MTU = 1500
+CLIENT_IFACE = "veth-c"
+SERVER_IFACE = "veth-s"
+DEFAULT_PORT = capture.DEFAULT_PORT
+
+_CLONE_NEWNET = 0x40000000
+_PKG_ROOT = Path(__file__).resolve().parent.parent
+_CHILD_TIMEOUT_S = 120.0
+_TIMEOUT = 5.0
+# numgen inc counts 0, 1, 2, ... modulo this; large enough never to wrap in a lesson.
+_NUMGEN_MOD = 1_000_000_000
+C2S, S2C = "c->s", "s->c"
+
+
+class NetworkError(RuntimeError):
+    """The lab network cannot be built or shaped as asked (tool or kernel feature missing)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Namespaces, by file descriptor
+# --------------------------------------------------------------------------------------------
+
+
+def _libc() -> Any:
+    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc().setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NetworkError(f"setns(CLONE_NEWNET) failed: {os.strerror(err)}")
+
+
+def _new_netns() -> int:
+    """A new network namespace, as an open fd (the namespace lives as long as the fd)."""
+    out: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            if _libc().unshare(_CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise NetworkError(f"unshare(CLONE_NEWNET) failed: {os.strerror(err)}")
+            out["fd"] = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        except BaseException as exc:  # reported in the calling thread
+            out["error"] = exc
+
+    # A throwaway thread: it is the only thread that ever enters the new namespace this way.
+    t = threading.Thread(target=make, name="labchat-netns")
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["fd"]
+
+
+@contextlib.contextmanager
+def _in_netns(fd: int) -> Iterator[None]:
+    """Run the body (and processes it starts) in another network namespace; this thread only."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        _setns(fd)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+
+
+def _run(cmd: Sequence[str], *, input: str | None = None) -> str:
+    exe = shutil.which(cmd[0], path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if exe is None:
+        raise NetworkError(f"`{cmd[0]}` is not installed ({_PACKAGE_OF.get(cmd[0], cmd[0])})")
+    proc = subprocess.run([exe, *cmd[1:]], input=input, capture_output=True, text=True, timeout=20)
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise NetworkError(f"{' '.join(cmd)}: {detail[0] if detail else proc.returncode}")
+    return proc.stdout
+
+
+_PACKAGE_OF = {"ip": "iproute2", "tc": "iproute2", "nft": "nftables", "iptables": "iptables"}
+
+
+# --------------------------------------------------------------------------------------------
+# What to do to the link
+# --------------------------------------------------------------------------------------------
+
+_KINDS = ("syn", "data", "fin", "ack", "rst")
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Drop chosen segments of one direction, the same ones every run.
+
+    Attributes:
+        kind: ``syn`` (SYN, or SYN-ACK for ``s->c``), ``data`` (payload > 0), ``fin``,
+            ``ack`` (a pure ACK: no payload, no SYN/FIN/RST) or ``rst``.
+        nth: which one, counting from 1 (retransmissions count too); 0 drops every one.
+        direction: ``c->s`` or ``s->c``.
+        at: ``ingress`` (at the receiving host, after the capture point saw it: a lost
+            segment on the wire) or ``egress`` (at the sending host: it never leaves).
+    """
+
+    kind: str
+    nth: int = 1
+    direction: str = C2S
+    at: str = "ingress"
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown segment kind {self.kind!r}; choose one of {_KINDS}")
+        if self.direction not in (C2S, S2C):
+            raise ValueError(f"direction must be {C2S!r} or {S2C!r}")
+        if self.at not in ("ingress", "egress"):
+            raise ValueError("at must be 'ingress' or 'egress'")
+        if self.nth < 0:
+            raise ValueError("nth counts from 1 (0 means every one)")
+
+    def describe(self) -> str:
+        """``"the 3rd data segment c->s"``."""
+        what = {"syn": "SYN", "data": "data segment", "fin": "FIN", "ack": "pure ACK"}.get(
+            self.kind, "RST"
+        )
+        if self.kind == "syn" and self.direction == S2C:
+            what = "SYN-ACK"
+        which = "every" if self.nth == 0 else _ordinal(self.nth)
+        where = "before it reaches the wire" if self.at == "egress" else "on the link"
+        return f"{which} {what} {self.direction}, dropped {where}"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}" if n != 1 else "first"
+
+
+@dataclass(frozen=True)
+class Shaping:
+    """How to make the link worse than a perfect wire.
+
+    Attributes:
+        rate: rate limit in each direction, as tc writes it (``"2mbit"``), or None.
+        delay_ms: one-way delay added in each direction (needs ``sch_netem``), or None.
+        loss_percent: random loss in each direction, 0..100.
+        drops: deterministic drops (see :class:`Drop`).
+    """
+
+    rate: str | None = None
+    delay_ms: float | None = None
+    loss_percent: float = 0.0
+    drops: tuple[Drop, ...] = ()
+
+    def describe(self) -> list[str]:
+        out = []
+        if self.rate:
+            out.append(f"rate limit {self.rate} each way (tc tbf)")
+        if self.delay_ms:
+            out.append(f"{self.delay_ms:g} ms delay each way (tc netem)")
+        if self.loss_percent:
+            out.append(f"{self.loss_percent:g}% random loss each way (nft numgen random)")
+        out += [d.describe() + " (nft numgen inc)" for d in self.drops]
+        return out or ["a perfect 1500-byte Ethernet link"]
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------
+
+
+class LabNetwork:
+    """Two hosts joined by a veth pair, built inside the current (private) network namespace.
+
+    Two new network namespaces are the hosts: the server (``10.77.0.2`` on ``veth-s``) and the
+    client (``10.77.0.1`` on ``veth-c``); the calling process's own namespace is left alone.
+    Use it as a context manager; closing it lets both namespaces, their veth ends, qdiscs,
+    firewall rules and sysctls go.
+
+    Args:
+        shaping: what to do to the link (rate, delay, loss, drops).
+        port: the server's TCP port: drop and loss rules only touch this connection.
+        mtu: the link MTU.
+
+    Raises:
+        NetworkError: a tool is missing or the kernel refuses a feature (the message says which).
+    """
+
+    server_ip = SERVER_IP
+    client_ip = CLIENT_IP
+    server_iface = SERVER_IFACE
+    client_iface = CLIENT_IFACE
+
+    def __init__(self, shaping: Shaping | None = None, *, port: int = DEFAULT_PORT, mtu: int = MTU):
+        self.shaping = shaping or Shaping()
+        self.port = port
+        self.mtu = mtu
+        self._client_fd: int | None = None
+        self._server_fd: int | None = None
+        self._rules: dict[str, list[tuple[str, Drop | None]]] = {"server": [], "client": []}
+        #: The nftables ruleset loaded on each host (``nft -f``), by host.
+        self.firewall: dict[str, str] = {}
+
+    # ---- building ------------------------------------------------------------------------
+
+    def start(self) -> LabNetwork:
+        self._server_fd = _new_netns()
+        self._client_fd = _new_netns()
+        try:
+            fd_path = f"/proc/{os.getpid()}/fd/{self._client_fd}"
+            for host, iface, ip in (("server", SERVER_IFACE, SERVER_IP),
+                                    ("client", CLIENT_IFACE, CLIENT_IP)):  # fmt: skip
+                with self._in(host):
+                    capture._bring_up_loopback()
+                    if host == "server":
+                        _run(["ip", "link", "add", SERVER_IFACE, "mtu", str(self.mtu), "type",
+                              "veth", "peer", "name", CLIENT_IFACE, "mtu", str(self.mtu),
+                              "netns", fd_path])  # fmt: skip
+                    # One segment per packet: veth would otherwise pass TCP's 64 KB GSO
+                    # super-packets along unsplit, and the capture would show them whole.
+                    _run(["ip", "link", "set", "dev", iface, "gso_max_segs", "1",
+                          "gso_max_size", str(self.mtu)])  # fmt: skip
+                    _run(["ip", "addr", "add", f"{ip}/{PREFIX}", "dev", iface])
+                    _run(["ip", "link", "set", iface, "up"])
+            self._wait_for_link()
+            self._apply(self.shaping)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _wait_for_link(self, timeout: float = 3.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = []
+            for ns in ("server", "client"):
+                iface = SERVER_IFACE if ns == "server" else CLIENT_IFACE
+                with self._in(ns):
+                    # Not /sys/class/net: sysfs shows the namespace it was mounted in.
+                    states.append("state UP" in _run(["ip", "-o", "link", "show", iface]))
+            if all(states):
+                return
+            time.sleep(0.02)
+        raise NetworkError(f"the veth link did not come up within {timeout} s")
+
+    def _apply(self, shaping: Shaping) -> None:
+        if shaping.delay_ms:
+            if not _qdisc_available("netem"):
+                raise NetworkError(
+                    "this kernel has no sch_netem (tc: 'Specified qdisc kind is unknown'), so "
+                    "an added delay is not available here; rate limits (tbf) and loss "
+                    "(nftables) still work"
+                )
+            for ns, iface in (("server", SERVER_IFACE), ("client", CLIENT_IFACE)):
+                cmd = ["tc", "qdisc", "add", "dev", iface, "root", "netem",
+                       "delay", f"{shaping.delay_ms}ms"]  # fmt: skip
+                if shaping.rate:
+                    cmd += ["rate", shaping.rate]
+                with self._in(ns):
+                    _run(cmd)
+        elif shaping.rate:
+            for ns, iface in (("server", SERVER_IFACE), ("client", CLIENT_IFACE)):
+                with self._in(ns):
+                    # burst: two full frames; limit: a deep queue, so the link slows TCP down
+                    # instead of dropping (loss is the drop rules' job, not the shaper's).
+                    _run(["tc", "qdisc", "add", "dev", iface, "root", "tbf", "rate",
+                          shaping.rate, "burst", str(2 * (self.mtu + 14)),
+                          "limit", "4000000"])  # fmt: skip
+        if shaping.drops or shaping.loss_percent:
+            self._firewall(shaping)
+
+    def _firewall(self, shaping: Shaping) -> None:
+        rules: dict[str, list[tuple[str, Drop | None]]] = {"server": [], "client": []}
+        for drop in shaping.drops:
+            # Ingress: the receiving host. Egress: the sending host.
+            receiver = "server" if drop.direction == C2S else "client"
+            sender = "client" if drop.direction == C2S else "server"
+            host = receiver if drop.at == "ingress" else sender
+            rules[host].append((drop.at, drop))
+        if shaping.loss_percent:
+            rules["server"].append(("ingress", None))
+            rules["client"].append(("ingress", None))
+        for host, host_rules in rules.items():
+            if host_rules:
+                script = _nft_script(host_rules, self.port, shaping.loss_percent)
+                self.firewall[host] = script
+                with self._in(host):
+                    try:
+                        _run(["nft", "-f", "-"], input=script)
+                    except NetworkError as exc:
+                        raise NetworkError(f"nftables rules for the {host}: {exc}") from None
+        self._rules = rules
+
+    def dropped(self) -> list[dict[str, Any]]:
+        """How many packets each drop rule has dropped so far."""
+        out = []
+        for host, host_rules in self._rules.items():
+            if not host_rules:
+                continue
+            with self._in(host):
+                listing = json.loads(_run(["nft", "-j", "list", "table", "inet", "labchat"]))
+            counts: dict[str, int] = {}
+            for item in listing.get("nftables", []):
+                rule = item.get("rule")
+                if not rule:
+                    continue
+                for expr in rule.get("expr", []):
+                    if "counter" in expr and rule.get("comment"):
+                        counts[rule["comment"]] = expr["counter"]["packets"]
+            for i, (_, drop) in enumerate(host_rules):
+                what = drop.describe() if drop else "random loss"
+                out.append({"host": host, "rule": what, "dropped": counts.get(f"r{i}", 0)})
+        return out
+
+    # ---- using ---------------------------------------------------------------------------
+
+    def _in(self, host: str) -> contextlib.AbstractContextManager[None]:
+        fd = self._client_fd if host == "client" else self._server_fd
+        if fd is None:
+            raise NetworkError("the lab network is not started")
+        return _in_netns(fd)
+
+    def client(self) -> contextlib.AbstractContextManager[None]:
+        """Run the body on the client host (this thread only; sockets made there stay there).
+
+        Threads started in the body start on the client host too.
+        """
+        return self._in("client")
+
+    def server(self) -> contextlib.AbstractContextManager[None]:
+        """Run the body on the server host (this thread, and threads started in the body)."""
+        return self._in("server")
+
+    def client_command(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
+        """Run a program on the client host (a whole process in the client's namespace)."""
+        with self.client():
+            return subprocess.run(list(argv), **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "client": {"ip": CLIENT_IP, "iface": CLIENT_IFACE},
+            "server": {"ip": SERVER_IP, "iface": SERVER_IFACE},
+            "mtu": self.mtu,
+            "mss": self.mtu - 40,
+            "shaping": self.shaping.describe(),
+            "firewall": dict(self.firewall),
+        }
+
+    def close(self) -> None:
+        for attr in ("_client_fd", "_server_fd"):
+            fd = getattr(self, attr)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, attr, None)
+
+    def __enter__(self) -> LabNetwork:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _match(drop: Drop, port: int) -> list[str]:
+    """nft match expressions (one per alternative) for the segments ``drop`` chooses."""
+    ports = f"tcp dport {port}" if drop.direction == C2S else f"tcp sport {port}"
+    if drop.kind == "syn":
+        want = "syn" if drop.direction == C2S else "syn | ack"
+        return [f"{ports} tcp flags & (syn | ack) == {want}"]
+    if drop.kind == "fin":
+        return [f"{ports} tcp flags & fin == fin"]
+    if drop.kind == "rst":
+        return [f"{ports} tcp flags & rst == rst"]
+    # No arithmetic in nft: "payload > 0" is "IP total length > 20 + 4 * data offset", one rule
+    # per possible data offset (Linux never sends IP options, so the IP header is 20 bytes).
+    out = []
+    for doff in range(5, 16):
+        header = 20 + 4 * doff
+        if drop.kind == "data":
+            out.append(f"{ports} tcp doff {doff} ip length > {header}")
+        else:
+            out.append(
+                f"{ports} tcp flags & (syn | fin | rst | ack) == ack "
+                f"tcp doff {doff} ip length {header}"
+            )
+    return out
+
+
+def _nft_script(rules: list[tuple[str, Drop | None]], port: int, loss: float) -> str:
+    lines = ["table inet labchat {"]
+    body: dict[str, list[str]] = {"ingress": [], "egress": []}
+    for i, (at, drop) in enumerate(rules):
+        if drop is None:
+            body[at].append(
+                f'tcp sport {port} numgen random mod 100 < {loss:g} counter drop comment "r{i}"'
+            )
+            body[at].append(
+                f'tcp dport {port} numgen random mod 100 < {loss:g} counter drop comment "r{i}"'
+            )
+            continue
+        # numgen inc is evaluated only for packets that reach it, so it counts just the chosen
+        # kind of segment: 0 for the first, 1 for the second, ...
+        pick = "" if drop.nth == 0 else f"numgen inc mod {_NUMGEN_MOD} {drop.nth - 1} "
+        lines.append(f'  chain pick{i} {{ {pick}counter drop comment "r{i}"; }}')
+        for m in _match(drop, port):
+            body[at].append(f"{m} jump pick{i}")
+    hooks = {"ingress": "prerouting priority -300", "egress": "output priority 0"}
+    for at, exprs in body.items():
+        if exprs:
+            lines.append(f"  chain {at} {{")
+            lines.append(f"    type filter hook {hooks[at]}; policy accept;")
+            lines += [f"    {e}" for e in exprs]
+            lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _qdisc_available(kind: str) -> bool:
+    """Whether tc can create a ``kind`` qdisc here (tried on a throwaway dummy-free veth)."""
+    return _probe_qdisc(kind) is None
+
+
+def _probe_qdisc(kind: str) -> str | None:
+    fd = _new_netns()
+    try:
+        with _in_netns(fd):
+            capture._bring_up_loopback()
+            args = {"netem": ["delay", "1ms"], "tbf": ["rate", "1mbit", "burst", "4k",
+                                                       "latency", "50ms"]}[kind]  # fmt: skip
+            try:
+                _run(["tc", "qdisc", "add", "dev", "lo", "root", kind, *args])
+            except NetworkError as exc:
+                return str(exc)
+        return None
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# Feature probe
+# --------------------------------------------------------------------------------------------
+
+
+def _probe_here() -> dict[str, Any]:
+    """Try every feature inside this (private) namespace; return what worked and why not."""
+    out: dict[str, Any] = {"kernel": platform.release()}
+    notes: dict[str, str] = {}
+    try:
+        with LabNetwork():
+            out["veth"] = True
+    except Exception as exc:
+        out["veth"] = False
+        notes["veth"] = str(exc)
+    for kind in ("tbf", "netem"):
+        try:
+            why = _probe_qdisc(kind)
+        except Exception as exc:
+            why = str(exc)
+        out[kind] = why is None
+        if why:
+            notes[kind] = why
+    if not out["netem"]:
+        notes["netem"] = (
+            "no sch_netem in this kernel: an added delay is not available "
+            f"({notes.get('netem', '')})"
+        )
+    for tool, script in (
+        ("nftables", "table inet probe { chain c { type filter hook output priority 0; "
+                     "numgen inc mod 10 0 counter; numgen random mod 100 < 5 counter; } }\n"),
+    ):  # fmt: skip
+        fd = _new_netns()
+        try:
+            with _in_netns(fd):
+                _run(["nft", "-f", "-"], input=script)
+            out[tool] = True
+        except Exception as exc:
+            out[tool] = False
+            notes[tool] = str(exc)
+        finally:
+            os.close(fd)
+    fd = _new_netns()
+    try:
+        with _in_netns(fd):
+            _run(["iptables", "-A", "OUTPUT", "-p", "tcp", "--tcp-flags", "RST", "RST", "-j",
+                  "DROP"])  # fmt: skip
+        out["iptables"] = True
+    except Exception as exc:
+        out["iptables"] = False
+        notes["iptables"] = str(exc)
+    finally:
+        os.close(fd)
+    out["notes"] = notes
+    return out
+
+
+def features(*, timeout: float = 30.0) -> dict[str, Any]:
+    """What the lab network can do on this machine, tried for real in a private namespace.
+
+    Returns:
+        ``{"private": bool, "veth", "tbf", "netem", "nftables", "iptables": bool, "kernel",
+        "notes": {feature: why not}}``. ``private`` is False (and the rest missing) when user
+        namespaces are not available at all.
+    """
+    why = capture._private_unavailable()
+    if why is not None:
+        return {"private": False, "kernel": platform.release(), "notes": {"private": why}}
+    code = (
+        "import json,sys;sys.path.insert(0,sys.argv[1]);"
+        "from labchat.network import _probe_here;print(json.dumps(_probe_here()))"
+    )
+    cmd = [*_unshare(), sys.executable, "-c", code, str(_PKG_ROOT)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        return {"private": False, "kernel": platform.release(), "notes": {"private": tail}}
+    return {"private": True, **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def _unshare() -> list[str]:
+    exe = shutil.which("unshare")
+    if exe is None:
+        raise NetworkError("no `unshare` binary on PATH (install util-linux)")
+    return [exe, "--user", "--map-root-user", "--net", "--"]
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios on the lab network
+# --------------------------------------------------------------------------------------------
+
+PAUSE = 0.03
+
+
+@dataclass(frozen=True)
+class NetworkScenario:
+    """A scenario on the two-host network: ``func(net, work, *, port, pause)`` and its link."""
+
+    name: str
+    func: Callable[..., ScenarioRun]
+    description: str
+    shaping: Callable[[int], Shaping]
+    notes: str = ""
+
+
+def _readline(sock: socket.socket, limit: int = 4096) -> bytes:
+    data = b""
+    while not data.endswith(b"\n") and len(data) < limit:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class _Sink(threading.Thread):
+    """Accept one connection, read until EOF, answer ``OK <bytes>``, close."""
+
+    def __init__(self, port: int, reply: bytes | None = None, rcvbuf: int | None = None):
+        super().__init__(name="lab-sink", daemon=True)
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if rcvbuf:
+            # Before listen(): accepted sockets inherit it, and the window they offer in
+            # their SYN-ACK is then already as large as it will ever get.
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.listener.bind((SERVER_IP, port))
+        self.listener.listen(1)
+        self.listener.settimeout(_TIMEOUT)
+        self.reply = reply
+        self.received = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+            with conn:
+                conn.settimeout(_TIMEOUT)
+                while chunk := conn.recv(65536):
+                    self.received += len(chunk)
+                conn.sendall(self.reply or f"OK {self.received}\n".encode())
+        except BaseException as exc:  # re-raised by finish()
+            self.error = exc
+        finally:
+            self.listener.close()
+
+    def finish(self) -> int:
+        self.join(_TIMEOUT * 2)
+        if self.is_alive():
+            raise TimeoutError("lab sink did not finish")
+        if self.error is not None:
+            raise self.error
+        return self.received
+
+
+def _sink(
+    net: LabNetwork, port: int, reply: bytes | None = None, rcvbuf: int | None = None
+) -> _Sink:
+    with net.server():
+        sink = _Sink(port, reply, rcvbuf)
+        sink.start()
+    return sink
+
+
+def _send_and_close(
+    net: LabNetwork, port: int, payload: bytes, pause: float, *, chunk: int = 0, gap: float = 0.0
+) -> bytes:
+    """Client: connect, send ``payload``, half-close, read the answer to EOF.
+
+    ``chunk``/``gap``: write ``chunk`` bytes at a time, ``gap`` seconds apart (0: one sendall).
+    """
+    with net.client():
+        sock = socket.create_connection((SERVER_IP, port), timeout=_TIMEOUT)
+    with sock:
+        time.sleep(pause)
+        if chunk:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for i in range(0, len(payload), chunk):
+                sock.sendall(payload[i : i + chunk])
+                time.sleep(gap)
+        else:
+            sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while data := sock.recv(4096):
+            answer += data
+    return answer
+
+
+def syn_retry(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> ScenarioRun:
+    """The client's first SYN is lost; connect() waits one initial RTO (1 s) and resends it."""
+    from labchat.auth import UserStore
+    from labchat.server import Server
+
+    users = UserStore(work / "users.json")
+    with net.server():  # the listener, and the threads it starts, on the server host
+        server = Server(SERVER_IP, port, plain=True, users=users).start()
+    with server:
+        with net.client():
+            t0 = time.monotonic()
+            sock = socket.create_connection((SERVER_IP, port), timeout=_TIMEOUT)
+        took = time.monotonic() - t0
+        with sock:
+            sock.settimeout(_TIMEOUT)
+            hello = _readline(sock).decode().strip()
+            time.sleep(pause)
+            sock.sendall(b"PING syn-retry\n")
+            pong = _readline(sock).decode().strip()
+            time.sleep(pause)
+        time.sleep(pause)
+    return ScenarioRun(
+        transcript=[
+            {"from": "server", "line": hello},
+            {"from": "client", "line": "PING syn-retry"},
+            {"from": "server", "line": pong},
+        ],
+        server={"host": SERVER_IP, "port": port, "role": "server", "program": "labchat serve"},
+        clients=[{"role": "client", "host": CLIENT_IP, "connect_seconds": round(took, 3)}],
+        notes=(
+            f"The first SYN never arrives; connect() returned after {took:.2f} s, when the "
+            "SYN was sent again after the initial retransmission timeout (1 s, RFC 6298 2.1)."
+        ),
+    )
+
+
+#: lost-segment: how much the client sends in one go, and which data segment is lost.
+# How the client writes the burst: 6 segments per write, 5 ms apart. One big sendall() keeps
+# the socket locked while the ACKs arrive; they wait in the socket's backlog and the client
+# reacts only after 8-10 of them. Short writes let it handle each ACK as it comes.
+LS_CHUNK, LS_GAP = 6 * 1448, 0.005
+# The server's receive buffer, fixed before listen(): its window is then at its final size from
+# the SYN-ACK on. Otherwise the window grows with the first ACKs, and Wireshark (like RFC 5681's
+# definition) does not count an ACK that changes the window as a duplicate.
+LS_RCVBUF = 8192
+#: TCP payload per full segment: MSS 1460 less the 12-byte timestamp option.
+SEGMENT = 1448
+BURST_BYTES = 20 * SEGMENT
+LOST_SEGMENT = 3
+
+
+def lost_segment(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> ScenarioRun:
+    """20 segments of data; the 3rd is lost: three duplicate ACKs with SACK, fast retransmit."""
+    lines = b"".join(f"{i:05d} of a burst of lines, MSS-sized segments\n".encode()
+                     for i in range(BURST_BYTES // 40 + 1))  # fmt: skip
+    payload = lines[:BURST_BYTES]
+    sink = _sink(net, port, rcvbuf=LS_RCVBUF)
+    answer = _send_and_close(net, port, payload, pause, chunk=LS_CHUNK, gap=LS_GAP)
+    got = sink.finish()
+    time.sleep(pause)
+    return ScenarioRun(
+        transcript=[
+            {"from": "client", "line": f"<{len(payload)} bytes in one sendall()>"},
+            {"from": "server", "line": answer.decode().strip()},
+        ],
+        server={"host": SERVER_IP, "port": port, "role": "server", "received": got},
+        clients=[{"role": "client", "host": CLIENT_IP, "sent": len(payload)}],
+        notes=(
+            f"Data segment {LOST_SEGMENT} is lost on the link: the server ACKs every later "
+            "segment with the same ACK number plus a SACK block; after (at least) three "
+            "duplicate ACKs the client resends the missing segment without waiting for its "
+            "timer: fast retransmit (RFC 5681 3.2; Linux decides with RACK, RFC 8985)."
+        ),
+    )
+
+
+SLOW_RATE = "4mbit"
+SLOW_BYTES = 96 * 1024
+
+
+def slow_link(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> ScenarioRun:
+    """A large message over a 4 Mbit/s link: MSS-sized segments, paced by the bottleneck."""
+    payload = (b"a large message over a slow link. " * (SLOW_BYTES // 34 + 1))[:SLOW_BYTES]
+    sink = _sink(net, port)
+    t0 = time.monotonic()
+    answer = _send_and_close(net, port, payload, pause)
+    took = time.monotonic() - t0
+    got = sink.finish()
+    time.sleep(pause)
+    return ScenarioRun(
+        transcript=[
+            {"from": "client", "line": f"<{len(payload)} bytes in one sendall()>"},
+            {"from": "server", "line": answer.decode().strip()},
+        ],
+        server={"host": SERVER_IP, "port": port, "role": "server", "received": got},
+        clients=[
+            {"role": "client", "host": CLIENT_IP, "sent": len(payload), "seconds": round(took, 3)}
+        ],  # fmt: skip
+        notes=(
+            f"{len(payload)} bytes leave as 1448-byte segments (MSS 1460 minus 12 bytes of "
+            f"timestamps) at {SLOW_RATE}/s: the ACKs come back paced by the bottleneck, the "
+            "queue in front of it makes the RTT grow, and the bytes in flight follow cwnd."
+        ),
+    )
+
+
+def lost_fin(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> ScenarioRun:
+    """The client's FIN is lost; it is sent again when the retransmission timer fires."""
+    request = b"one line, then I close\n"
+    sink = _sink(net, port, reply=b"bye\n")
+    answer = _send_and_close(net, port, request, pause)
+    sink.finish()
+    time.sleep(pause)
+    return ScenarioRun(
+        transcript=[
+            {"from": "client", "line": request.decode().strip()},
+            {"from": "server", "line": answer.decode().strip()},
+        ],
+        server={"host": SERVER_IP, "port": port, "role": "server"},
+        clients=[{"role": "client", "host": CLIENT_IP, "close": "shutdown(SHUT_WR)"}],
+        notes=(
+            "The client's FIN is lost: nothing is left to trigger duplicate ACKs, so only the "
+            "retransmission timer (RTO = SRTT + 4 RTTVAR, at least 200 ms on Linux) resends it."
+        ),
+    )
+
+
+def _drops(*drops: Drop) -> Callable[[int], Shaping]:
+    return lambda port: Shaping(drops=drops)
+
+
+SCENARIOS: dict[str, NetworkScenario] = {
+    s.name: s
+    for s in (
+        NetworkScenario(
+            "syn-retry", syn_retry, "two hosts: the first SYN is lost, resent after 1 s",
+            _drops(Drop("syn", 1, C2S)),
+        ),
+        NetworkScenario(
+            "lost-segment", lost_segment,
+            "two hosts: one data segment of a burst lost: dup ACKs, SACK, fast retransmit",
+            _drops(Drop("data", LOST_SEGMENT, C2S)),
+        ),
+        NetworkScenario(
+            "slow-link", slow_link, f"two hosts over a {SLOW_RATE}/s link: MSS-sized segments",
+            lambda port: Shaping(rate=SLOW_RATE),
+        ),
+        NetworkScenario(
+            "lost-fin", lost_fin, "two hosts: the client's FIN is lost, resent on timeout",
+            _drops(Drop("fin", 1, C2S)),
+        ),
+    )
+}  # fmt: skip
+
+
+def names() -> list[str]:
+    """The lab network's scenario names, in teaching order."""
+    return list(SCENARIOS)
+
+
+def _get(name: str) -> NetworkScenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown network scenario {name!r}; known: {', '.join(SCENARIOS)}"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Capturing them
+# --------------------------------------------------------------------------------------------
+
+
+def _versions() -> dict[str, str]:
+    try:
+        import scapy
+
+        scapy_version = scapy.__version__
+    except ImportError:  # pragma: no cover - scapy is a dependency
+        scapy_version = "missing"
+    from labchat import __version__
+
+    return {
+        "labchat": __version__,
+        "python": platform.python_version(),
+        "openssl": ssl.OPENSSL_VERSION,
+        "scapy": scapy_version,
+        "kernel": platform.release(),
+    }
+
+
+def _capture_here(name: str, directory: Path, mode: capture.CaptureMode, port: int,
+                  pause: float) -> dict:  # fmt: skip
+    """Build the network, run the scenario with a sniffer on the server's interface, write."""
+    spec = _get(name)
+    shaping = spec.shaping(port)
+    with (
+        tempfile.TemporaryDirectory(prefix=f"labchat-{name}-") as tmp,
+        LabNetwork(shaping, port=port) as net,
+    ):
+        sniffer = capture.Sniffer(SERVER_IFACE, port)
+        t0 = time.monotonic()
+        with net.server():  # the sniffer thread opens its socket on the server host
+            sniffer.start()
+        try:
+            run = spec.func(net, Path(tmp), port=port, pause=pause)
+            packets = sniffer.stop()
+        finally:
+            sniffer.__exit__(None, None, None)
+        elapsed = time.monotonic() - t0
+        dropped = net.dropped()
+        link = net.describe()
+    manifest = {
+        "scenario": name,
+        "description": spec.description,
+        "parameters": {"port": port, "pause": pause},
+        "network": {**link, "dropped": dropped},
+        "server": run.server,
+        "clients": run.clients,
+        "connections": [
+            {"role": c.get("role", "client"), "client_port": p, "server_port": port}
+            for c, p in zip(run.clients, _client_ports(packets, port), strict=False)
+        ],
+        "tls": None,
+        "transcript": run.transcript,
+        "notes": run.notes,
+        "capture": {
+            "mode": mode.name,
+            "reason": mode.reason,
+            "method": sniffer.method,
+            "iface": SERVER_IFACE,
+            "filter": sniffer.bpf,
+            "packets": len(packets),
+            "seconds": round(elapsed, 3),
+            "keylog": None,
+            "decryption_secrets_block": False,
+        },
+        "versions": _versions(),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "keys.log").unlink(missing_ok=True)
+    capture.write_pcapng(
+        directory / "capture.pcapng", packets, iface=SERVER_IFACE,
+        comment=f"labchat scenario {name} (lab network, captured on {SERVER_IFACE})",
+    )  # fmt: skip
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _client_ports(packets: Sequence[Any], port: int) -> list[int]:
+    from scapy.layers.inet import TCP
+
+    ports: list[int] = []
+    for p in packets:
+        if TCP in p and p[TCP].dport == port and (int(p[TCP].flags) & 0x12) == 0x02:
+            if p[TCP].sport not in ports:
+                ports.append(p[TCP].sport)
+    return ports
+
+
+def _child_main(argv: Sequence[str]) -> int:
+    """Entry point of the child inside the private user + network namespace."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="labchat-network-child")
+    parser.add_argument("--result", required=True)
+    parser.add_argument("--mode-json", required=True)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--pause", type=float, default=PAUSE)
+    parser.add_argument("pairs", nargs="+", help="NAME=DIR")
+    args = parser.parse_args(argv)
+    try:
+        mode = capture.CaptureMode(**json.loads(args.mode_json))
+        manifests = []
+        for pair in args.pairs:
+            name, directory = pair.split("=", 1)
+            manifests.append(_capture_here(name, Path(directory), mode, args.port, args.pause))
+        result: dict[str, Any] = {"ok": True, "manifests": manifests}
+    except Exception as exc:  # reported to the parent as one line
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    Path(args.result).write_text(json.dumps(result))
+    return 0 if result["ok"] else 1
+
+
+def _run_private(names: Sequence[str], dirs: Sequence[Path], mode: capture.CaptureMode,
+                 port: int, pause: float) -> None:  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="labchat-network-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        os.chmod(tmp, 0o777)  # writable by the child even when it runs as another user
+        for d in dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        argv = [
+            *_unshare(), sys.executable, "-c",
+            "import sys; from labchat.network import _child_main; "
+            "sys.exit(_child_main(sys.argv[1:]))",
+            "--result", str(result_file), "--mode-json", json.dumps(asdict(mode)),
+            "--port", str(port), "--pause", str(pause),
+            *(f"{n}={d.resolve()}" for n, d in zip(names, dirs, strict=True)),
+        ]  # fmt: skip
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(_PKG_ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=_CHILD_TIMEOUT_S,
+                                  env=env)  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise capture.CaptureError(
+                f"lab network child timed out after {exc.timeout} s"
+            ) from None
+        if result_file.is_file():
+            result = json.loads(result_file.read_text())
+            if not result.get("ok"):
+                raise capture.CaptureError(f"lab network capture failed: {result['error']}")
+            return
+        tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise capture.CaptureError(f"lab network child failed before reporting: {tail}")
+
+
+def _offline(names: Sequence[str], dirs: Sequence[Path], mode: capture.CaptureMode
+             ) -> list[capture.CaptureResult]:  # fmt: skip
+    results = []
+    for name, d in zip(names, dirs, strict=True):
+        ref = capture.load_reference(name)
+        d.mkdir(parents=True, exist_ok=True)
+        for f in ("capture.pcapng", "manifest.json"):
+            src = ref.directory / f
+            if src.resolve() != (d / f).resolve():
+                shutil.copyfile(src, d / f)
+        results.append(capture.CaptureResult.from_directory(d, mode))
+    return results
+
+
+def _choose_mode(mode: str) -> capture.CaptureMode:
+    """private (live) or offline: the lab network needs namespaces, host mode cannot build it."""
+    if mode == "host":
+        raise capture.CaptureError(
+            "the lab network is built in a private user + network namespace; host mode "
+            "(host loopback) cannot carry it: use mode='private' or 'offline'"
+        )
+    chosen = capture.detect_mode(mode)
+    if chosen.name == "host":  # auto picked host: private was not possible, go offline
+        why = chosen.unavailable.get("private", "private namespaces are not available")
+        offline_why = capture._offline_unavailable()
+        if offline_why is not None:
+            raise capture.CaptureError(f"no way to get packets: private: {why}; {offline_why}")
+        return capture.CaptureMode(
+            "offline",
+            "the lab network needs a private namespace, using the shipped reference captures",
+            {"private": why, "host": "host loopback cannot carry a two-host network"},
+        )
+    return chosen
+
+
+def run_scenarios(
+    names: Sequence[str], out: str | Path, *, mode: str = "auto", port: int = DEFAULT_PORT,
+    pause: float = PAUSE,
+) -> list[capture.CaptureResult]:  # fmt: skip
+    """Capture several lab-network scenarios into ``out/<name>/``.
+
+    Args:
+        names: scenario names (see `SCENARIOS`).
+        out: parent directory.
+        mode: ``auto`` (private, else the shipped captures), ``private`` or ``offline``.
+        port: the server's port.
+        pause: seconds between steps.
+
+    Returns:
+        One `labchat.capture.CaptureResult` per scenario; ``.mode`` says how and why.
+
+    Raises:
+        KeyError: unknown scenario.
+        labchat.capture.CaptureError: the capture failed or the mode is unavailable.
+    """
+    for name in names:
+        _get(name)
+    dirs = [Path(out) / name for name in names]
+    chosen = _choose_mode(mode)
+    if chosen.name == "offline":
+        return _offline(names, dirs, chosen)
+    _run_private(names, dirs, chosen, port, pause)
+    return [capture.CaptureResult.from_directory(d, chosen) for d in dirs]
+
+
+def run_scenario(
+    name: str,
+    out: str | Path | None = None,
+    *,
+    mode: str = "auto",
+    port: int = DEFAULT_PORT,
+    pause: float = PAUSE,
+) -> capture.CaptureResult:
+    """Run one lab-network scenario and capture it on the server's interface.
+
+    Args:
+        name: ``syn-retry``, ``lost-segment``, ``slow-link``, ``lost-fin``, ``craft-handshake``
+            or ``craft-handshake-rst``.
+        out: directory for capture.pcapng and manifest.json (a new temporary one if None).
+        mode: ``auto``, ``private`` or ``offline``.
+        port: the server's port.
+        pause: seconds between steps.
+
+    Returns:
+        The `labchat.capture.CaptureResult`.
+    """
+    _get(name)
+    directory = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix=f"labchat-{name}-"))
+    chosen = _choose_mode(mode)
+    if chosen.name == "offline":
+        return _offline([name], [directory], chosen)[0]
+    _run_private([name], [directory], chosen, port, pause)
+    return capture.CaptureResult.from_directory(directory, chosen)
+
+
+# --------------------------------------------------------------------------------------------
+# A handshake by hand
+# --------------------------------------------------------------------------------------------
+
+#: The crafting client's source port and initial sequence number (fixed: easy to follow).
+CRAFT_SPORT = 40000
+CRAFT_ISN = 1000
+
+
+def handshake_by_hand(
+    server: str = SERVER_IP,
+    port: int = DEFAULT_PORT,
+    *,
+    sport: int = CRAFT_SPORT,
+    isn: int = CRAFT_ISN,
+    line: bytes = b"PING by hand\n",
+    iface: str = CLIENT_IFACE,
+    timeout: float = 2.0,
+) -> dict[str, Any]:
+    """Open a TCP connection with scapy, one segment at a time, and talk labchat/1 over it.
+
+    Runs on the client host (a process in the client's namespace). No socket is involved: the
+    segments are built by hand and sent through a packet socket, so the client's kernel knows
+    nothing about this connection. It answers the server's SYN-ACK with a RST (RFC 9293
+    section 3.10.7.1: a segment for a connection that does not exist), unless a firewall rule
+    drops the client's outgoing RSTs.
+
+    Returns:
+        What happened: ``synack`` fields, the ``lines`` the server sent, ``rst_seen`` (the
+        server reset us) and ``kernel_rsts`` (RSTs the client's kernel got onto the wire).
+    """
+    import logging
+
+    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+    from scapy.config import conf
+    from scapy.layers.inet import IP, TCP
+    from scapy.packet import Raw
+    from scapy.sendrecv import AsyncSniffer, send, sr1
+
+    conf.verb = 0
+    got: list[Any] = []
+    arrived = threading.Event()
+
+    def keep(pkt: Any) -> None:
+        got.append(pkt)
+        arrived.set()
+
+    def ours(pkt: Any) -> bool:
+        return TCP in pkt and pkt[TCP].sport == port and pkt[TCP].dport == sport
+
+    def kernel_rst(pkt: Any) -> bool:  # the client's kernel, not us: we never send RST here
+        return TCP in pkt and pkt[TCP].sport == sport and "R" in str(pkt[TCP].flags)
+
+    rsts: list[Any] = []
+    started = threading.Event()
+    sniffer = AsyncSniffer(
+        iface=iface, store=False, started_callback=started.set,
+        prn=lambda p: keep(p) if ours(p) else (rsts.append(p) if kernel_rst(p) else None),
+    )  # fmt: skip
+    sniffer.start()
+    started.wait(timeout)
+    ip = IP(dst=server)
+    out: dict[str, Any] = {"sport": sport, "isn": isn, "sent": [], "lines": [], "rst_seen": False}
+
+    def tx(seg: Any) -> None:
+        out["sent"].append(seg.sprintf("%TCP.flags% seq=%TCP.seq% ack=%TCP.ack%")
+                           + (f" len={len(seg[Raw].load)}" if Raw in seg else ""))  # fmt: skip
+        send(seg)
+
+    # 1. SYN -> SYN-ACK. sr1 sends and waits for the answer.
+    syn = ip / TCP(sport=sport, dport=port, flags="S", seq=isn, options=[("MSS", 1460)])
+    out["sent"].append(syn.sprintf("%TCP.flags% seq=%TCP.seq%"))
+    synack = sr1(syn, timeout=timeout)
+    if synack is None or TCP not in synack:
+        sniffer.stop()
+        out["error"] = "no SYN-ACK"
+        return out
+    out["synack"] = {
+        "flags": str(synack[TCP].flags), "seq": synack[TCP].seq, "ack": synack[TCP].ack,
+        "window": synack[TCP].window, "options": [str(o[0]) for o in synack[TCP].options],
+    }  # fmt: skip
+    mine, theirs = isn + 1, synack[TCP].seq + 1
+    # 2. ACK: the handshake is complete (for the server).
+    tx(ip / TCP(sport=sport, dport=port, flags="A", seq=mine, ack=theirs))
+    # 3. A labchat/1 line.
+    tx(ip / TCP(sport=sport, dport=port, flags="PA", seq=mine, ack=theirs) / Raw(line))
+    mine += len(line)
+    # 4. Read what the server sends (HELLO, then PONG), acknowledging each segment.
+    buffer = b""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline and buffer.count(b"\n") < 2 and not out["rst_seen"]:
+        arrived.wait(0.05)
+        arrived.clear()
+        for pkt in got[seen:]:
+            seen += 1
+            seg = pkt[TCP]
+            if "R" in str(seg.flags):
+                out["rst_seen"] = True
+                break
+            data = bytes(seg.payload) if Raw in seg else b""
+            if data and seg.seq == theirs:
+                buffer += data
+                theirs += len(data)
+                tx(ip / TCP(sport=sport, dport=port, flags="A", seq=mine, ack=theirs))
+    out["lines"] = [x.decode(errors="replace") for x in buffer.split(b"\n") if x]
+    # 5. Close: our FIN, the server's FIN, our last ACK.
+    if not out["rst_seen"] and "synack" in out:
+        tx(ip / TCP(sport=sport, dport=port, flags="FA", seq=mine, ack=theirs))
+        mine += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            arrived.wait(0.05)
+            arrived.clear()
+            fin = next((p for p in got[seen:] if "F" in str(p[TCP].flags)), None)
+            if fin is not None:
+                theirs = fin[TCP].seq + len(bytes(fin[TCP].payload)) + 1
+                tx(ip / TCP(sport=sport, dport=port, flags="A", seq=mine, ack=theirs))
+                break
+    time.sleep(0.1)
+    sniffer.stop()
+    out["kernel_rsts"] = len(rsts)
+    return out
+
+
+def _craft_main(argv: Sequence[str]) -> int:
+    """``python -c`` entry point on the client host: run `handshake_by_hand`, print JSON."""
+    port = int(argv[0]) if argv else DEFAULT_PORT
+    print(json.dumps(handshake_by_hand(SERVER_IP, port)))
+    return 0
+
+
+def _craft(net: LabNetwork, work: Path, *, port: int, pause: float, firewall: bool) -> ScenarioRun:
+    from labchat.auth import UserStore
+    from labchat.server import Server
+
+    users = UserStore(work / "users.json")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(_PKG_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    code = (
+        "import sys; from labchat.network import _craft_main; sys.exit(_craft_main(sys.argv[1:]))"
+    )
+    with net.server():
+        server = Server(SERVER_IP, port, plain=True, users=users).start()
+    with server:
+        time.sleep(pause)
+        # A whole process on the client host: scapy reads that host's routes and interfaces.
+        proc = net.client_command(
+            [sys.executable, "-c", code, str(port)], capture_output=True, text=True,
+            timeout=60, env=env,
+        )  # fmt: skip
+        time.sleep(pause)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        raise NetworkError(f"crafting the handshake failed: {tail}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    transcript = [{"from": "client", "line": "PING by hand"}]
+    transcript += [{"from": "server", "line": x} for x in result.get("lines", [])]
+    if firewall:
+        notes = (
+            "scapy sends SYN, ACK and a PING line; the client's kernel would answer the "
+            "SYN-ACK with RST (it has no socket on that port), but the rule "
+            f"'{_match(Drop('rst', 0, C2S, 'egress'), port)[0]} drop' in its output hook stops "
+            "it, so the server's HELLO and PONG arrive."
+        )
+    else:
+        notes = (
+            "No firewall rule: the client's kernel answers the SYN-ACK with RST, the server "
+            "forgets the half-open connection, and resets the crafted ACK and PING too."
+        )
+    return ScenarioRun(
+        transcript=transcript,
+        server={
+            "host": SERVER_IP,
+            "port": port,
+            "role": "server",
+            "program": "labchat serve --plain",
+        },
+        clients=[{"role": "scapy", "host": CLIENT_IP, "firewall": firewall, **result}],
+        notes=notes,
+    )
+
+
+def craft_handshake(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> ScenarioRun:
+    """scapy does the three-way handshake and a PING by hand; a rule drops the kernel's RST."""
+    return _craft(net, work, port=port, pause=pause, firewall=True)
+
+
+def craft_handshake_rst(
+    net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE
+) -> ScenarioRun:
+    """The same without the firewall rule: the client's kernel resets the crafted connection."""
+    return _craft(net, work, port=port, pause=pause, firewall=False)
+
+
+SCENARIOS["craft-handshake"] = NetworkScenario(
+    "craft-handshake", craft_handshake,
+    "two hosts: scapy's handshake and PING by hand; the client's RSTs dropped",
+    _drops(Drop("rst", 0, C2S, at="egress")),
+)  # fmt: skip
+SCENARIOS["craft-handshake-rst"] = NetworkScenario(
+    "craft-handshake-rst", craft_handshake_rst,
+    "two hosts: scapy's handshake without the rule: the client's kernel sends RST",
+    _drops(),
+)  # fmt: skip
