@@ -54,3 +54,10 @@ captures: setup
 # Headless demo: capture a TLS 1.3 chat, draw its ladder, print what happened.
 demo: setup
 	$(PY) -m labchat demo --out captures/demo
+
+# Benchmarks (bench/README.md): handshakes vs openssl s_server, room fan-out vs Redis pub/sub,
+# capacity and memory, lab latency. Loopback only, about 8 minutes; writes bench/results/.
+# Installs redis-server with apt-get only if it is missing and we are root.
+bench: setup
+	@sh bench/ensure_deps.sh
+	$(PY) -m bench.run $(BENCH_ARGS)

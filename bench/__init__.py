@@ -1,0 +1,1 @@
+"""labchat benchmarks (`make bench`); see bench/README.md."""

@@ -1,0 +1,66 @@
+"""Lab latency: wall time of every capture scenario and of every notebook, end to end."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import ROOT
+
+
+def scenarios(log=print) -> list[dict]:
+    try:
+        from labchat import scenarios as sc
+        from labchat.capture import run_scenario
+    except ImportError as exc:
+        log(f"  scenarios not available: {exc}")
+        return []
+    rows = []
+    for name in sc.names():
+        out = Path(tempfile.mkdtemp(prefix=f"labchat-bench-{name}-"))
+        t = time.perf_counter()
+        try:
+            result = run_scenario(name, out)
+            mode = getattr(getattr(result, "mode", None), "name", str(getattr(result, "mode", "")))
+            error = None
+        except Exception as exc:  # report it, keep timing the others
+            mode, error = "", f"{type(exc).__name__}: {exc}"
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        rows.append(
+            {"scenario": name, "seconds": time.perf_counter() - t, "mode": mode, "error": error}
+        )
+        log(f"  scenario {name:12s} {rows[-1]['seconds']:6.2f} s  {mode} {error or ''}")
+    return rows
+
+
+def notebooks(timeout: float = 180.0, log=print) -> list[dict]:
+    paths = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    if not paths:
+        log("  no notebooks in notebooks/")
+        return []
+    import nbformat
+    from nbclient import NotebookClient
+
+    rows = []
+    for path in paths:
+        # Executed in memory from notebooks/ (as nbval does): the .ipynb is never rewritten.
+        nb = nbformat.read(path, as_version=4)
+        t = time.perf_counter()
+        error = None
+        try:
+            NotebookClient(
+                nb,
+                timeout=int(timeout),
+                kernel_name="python3",
+                resources={"metadata": {"path": str(path.parent)}},
+            ).execute()
+        except Exception as exc:
+            lines = str(exc).strip().splitlines() or [""]
+            error = f"{type(exc).__name__}: {lines[-1][:200]}"
+        seconds = time.perf_counter() - t
+        rows.append({"notebook": path.name, "seconds": seconds, "error": error})
+        log(f"  notebook {path.name:34s} {seconds:6.2f} s  {error or 'ok'}")
+    return rows
