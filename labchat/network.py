@@ -285,6 +285,10 @@ class LabNetwork:
         self._rules: dict[str, list[tuple[str, Drop | None]]] = {"server": [], "client": []}
         #: The nftables ruleset loaded on each host (``nft -f``), by host.
         self.firewall: dict[str, str] = {}
+        #: Where the rate limit's queue is (server->client direction), if there is one.
+        self.bottleneck: str | None = None
+        #: Anything that did not go as planned but did not stop the network either.
+        self.notes: list[str] = []
 
     # ---- building ------------------------------------------------------------------------
 
@@ -344,13 +348,35 @@ class LabNetwork:
                 with self._in(ns):
                     _run(cmd)
         elif shaping.rate:
-            for ns, iface in (("server", SERVER_IFACE), ("client", CLIENT_IFACE)):
-                with self._in(ns):
-                    # burst: two full frames; limit: a deep queue, so the link slows TCP down
-                    # instead of dropping (loss is the drop rules' job, not the shaper's).
-                    _run(["tc", "qdisc", "add", "dev", iface, "root", "tbf", "rate",
-                          shaping.rate, "burst", str(2 * (self.mtu + 14)),
-                          "limit", "4000000"])  # fmt: skip
+            # Both directions are shaped on the client host, the far end of the link from the
+            # capture point: packet taps see a packet after the sender's qdisc, so a queue at
+            # the server would hide itself (the RTT and the bytes in flight the server's
+            # capture shows would stay tiny). c->s: tbf on veth-c. s->c: veth-c's ingress is
+            # redirected to an IFB device, whose egress tbf is the bottleneck queue.
+            # burst: two full frames; limit: a deep queue, so the link slows TCP down instead
+            # of dropping (loss is the drop rules' job, not the shaper's).
+            tbf = ["tbf", "rate", shaping.rate, "burst", str(2 * (self.mtu + 14)),
+                   "limit", "4000000"]  # fmt: skip
+            with self.client():
+                _run(["tc", "qdisc", "add", "dev", CLIENT_IFACE, "root", *tbf])
+                try:
+                    _run(["ip", "link", "add", "ifb0", "type", "ifb"])
+                    _run(["ip", "link", "set", "ifb0", "up"])
+                    _run(["tc", "qdisc", "add", "dev", CLIENT_IFACE, "handle", "ffff:", "ingress"])
+                    _run(["tc", "filter", "add", "dev", CLIENT_IFACE, "parent", "ffff:",
+                          "protocol", "all", "u32", "match", "u32", "0", "0",
+                          "action", "mirred", "egress", "redirect", "dev", "ifb0"])  # fmt: skip
+                    _run(["tc", "qdisc", "add", "dev", "ifb0", "root", *tbf])
+                    self.bottleneck = "client ingress (ifb0)"
+                except NetworkError as exc:
+                    self.notes.append(
+                        f"no IFB/u32/mirred here ({exc}): server->client traffic is shaped on "
+                        "the server's interface, in front of the capture point"
+                    )
+                    self.bottleneck = f"server egress ({SERVER_IFACE})"
+            if self.bottleneck.startswith("server"):
+                with self.server():
+                    _run(["tc", "qdisc", "add", "dev", SERVER_IFACE, "root", *tbf])
         if shaping.drops or shaping.loss_percent:
             self._firewall(shaping)
 
@@ -429,6 +455,8 @@ class LabNetwork:
             "mss": self.mtu - 40,
             "shaping": self.shaping.describe(),
             "firewall": dict(self.firewall),
+            "bottleneck": self.bottleneck,
+            "notes": list(self.notes),
         }
 
     def close(self) -> None:
@@ -790,27 +818,57 @@ SLOW_BYTES = 96 * 1024
 
 
 def slow_link(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> ScenarioRun:
-    """A large message over a 4 Mbit/s link: MSS-sized segments, paced by the bottleneck."""
+    """The server sends a large message over a 4 Mbit/s link: MSS-sized segments, paced."""
+    request = b"send me the large message\n"
     payload = (b"a large message over a slow link. " * (SLOW_BYTES // 34 + 1))[:SLOW_BYTES]
-    sink = _sink(net, port)
+    got: dict[str, Any] = {}
+
+    def serve(listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(_TIMEOUT)
+            got["request"] = _readline(conn)
+            conn.sendall(payload)  # the capture point is the sender's: RTTs are end to end
+
+    with net.server():
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((SERVER_IP, port))
+        listener.listen(1)
+        listener.settimeout(_TIMEOUT)
+        peer = threading.Thread(target=serve, args=(listener,), name="lab-source", daemon=True)
+        peer.start()
     t0 = time.monotonic()
-    answer = _send_and_close(net, port, payload, pause)
-    took = time.monotonic() - t0
-    got = sink.finish()
+    try:
+        with net.client():
+            sock = socket.create_connection((SERVER_IP, port), timeout=_TIMEOUT)
+        with sock:
+            time.sleep(pause)
+            sock.sendall(request)
+            received = 0
+            while data := sock.recv(65536):
+                received += len(data)
+        took = time.monotonic() - t0
+        peer.join(_TIMEOUT)
+    finally:
+        listener.close()
+    if received != len(payload):
+        raise NetworkError(f"slow-link: the client received {received} of {len(payload)} bytes")
     time.sleep(pause)
     return ScenarioRun(
         transcript=[
-            {"from": "client", "line": f"<{len(payload)} bytes in one sendall()>"},
-            {"from": "server", "line": answer.decode().strip()},
+            {"from": "client", "line": request.decode().strip()},
+            {"from": "server", "line": f"<{len(payload)} bytes in one sendall()>"},
         ],
-        server={"host": SERVER_IP, "port": port, "role": "server", "received": got},
+        server={"host": SERVER_IP, "port": port, "role": "server", "sent": len(payload)},
         clients=[
-            {"role": "client", "host": CLIENT_IP, "sent": len(payload), "seconds": round(took, 3)}
+            {"role": "client", "host": CLIENT_IP, "received": received, "seconds": round(took, 3)}
         ],  # fmt: skip
         notes=(
-            f"{len(payload)} bytes leave as 1448-byte segments (MSS 1460 minus 12 bytes of "
-            f"timestamps) at {SLOW_RATE}/s: the ACKs come back paced by the bottleneck, the "
-            "queue in front of it makes the RTT grow, and the bytes in flight follow cwnd."
+            f"{len(payload)} bytes leave the server as 1448-byte segments (MSS 1460 less 12 "
+            f"bytes of timestamps) at {SLOW_RATE}/s: the client's ACKs come back paced by the "
+            "bottleneck, the queue in front of it makes the RTT grow, and the bytes in flight "
+            "follow the congestion window."
         ),
     )
 
@@ -853,7 +911,7 @@ SCENARIOS: dict[str, NetworkScenario] = {
             _drops(Drop("data", LOST_SEGMENT, C2S)),
         ),
         NetworkScenario(
-            "slow-link", slow_link, f"two hosts over a {SLOW_RATE}/s link: MSS-sized segments",
+            "slow-link", slow_link, f"two hosts, {SLOW_RATE}/s: a large reply in MSS segments",
             lambda port: Shaping(rate=SLOW_RATE),
         ),
         NetworkScenario(
