@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import os
 import platform
@@ -608,7 +609,18 @@ def _newest_connection(packets: list[Any], port: int, tmp: Path) -> analysis.Con
     conns = analysis.load(path, tls_ports=[port]).connections()
     if not conns:
         return None
-    return max(conns, key=lambda c: c.segments[-1].time if c.segments else -1)
+    conn = max(conns, key=lambda c: c.segments[-1].time if c.segments else -1)
+    if conn.server[1] != port:
+        # No SYN in the window: analysis guessed the roles from the port numbers (the lower
+        # one as the server's). We know the server's port, so put the roles right.
+        flip = {analysis.C2S: analysis.S2C, analysis.S2C: analysis.C2S}
+        fixed = copy.copy(conn)
+        fixed.client, fixed.server = conn.server, conn.client
+        fixed.segments = [
+            dataclasses.replace(x, direction=flip[x.direction]) for x in conn.segments
+        ]
+        conn = fixed
+    return conn
 
 
 def live_room_view(
@@ -659,21 +671,32 @@ def live_room_view(
             host, port, cafile=cafile, server_hostname=server_hostname, timeout=5.0
         ) as watcher:  # fmt: skip
             watcher.login(user, password)
+            t_last = t_start
             while True:
-                t_tick = time.monotonic()
+                # Ticks on a fixed schedule, so drawing time does not stretch the refresh
+                # period; a tick that is already late still reads what has arrived.
+                t_next = max(t_start + refresh * (len(times) + 1), time.monotonic() + 0.2 * refresh)
                 count = 0
-                while (left := t_tick + refresh - time.monotonic()) > 0:
-                    e = watcher.recv(timeout=left)
+                while True:
+                    left = t_next - time.monotonic()
+                    e = watcher.recv(timeout=max(0.0, left))
                     if isinstance(e, p.Msg):
                         count += 1
+                    elif e is None and left <= 0:
+                        break
                 total += count
                 members = watcher.who()
                 rtts.append(watcher.ping() * 1000)
-                times.append(time.monotonic() - t_start)
-                rates.append(count / refresh)
+                now = time.monotonic()
+                times.append(now - t_start)
+                rates.append(count / (now - t_last))
+                t_last = now
                 conn = None
                 if sniffer is not None:
-                    conn = _newest_connection(list(sniffer.recent), port, Path(tmp))
+                    # Only the newest packets: decoding hundreds of TLS records every second
+                    # would take longer than the refresh period.
+                    conn = _newest_connection(list(sniffer.recent)[-4 * ladder_segments :],
+                                              port, Path(tmp))  # fmt: skip
                 fig = _draw_room(Figure, plots, members, times, rates, rtts, conn,
                                  ladder_segments, why_no_capture, host, port)  # fmt: skip
                 if handle is None:
@@ -754,6 +777,7 @@ class ChatBots:
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.sent = 0
+        self.errors: list[str] = []
         self._ready = threading.Barrier(bots + 1)
         for n in self.names:
             files.users.add(n, f"{n}-password", replace=True)
@@ -770,7 +794,8 @@ class ChatBots:
                     i += 1
                     c.recv_all(timeout=0)  # keep our own socket drained
                 c.quit()
-        except (OSError, threading.BrokenBarrierError, p.RemoteProtocolError):
+        except (OSError, threading.BrokenBarrierError, p.RemoteProtocolError) as exc:
+            self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
             self._ready.abort()
 
     def __enter__(self) -> ChatBots:
