@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import io
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,12 @@ __all__ = [
     "Capture",
     "Connection",
     "Handshake",
+    "RTTSample",
     "Segment",
     "TLSMessage",
     "Table",
     "Teardown",
+    "estimate_rtt",
     "load",
     "tls_round_trips",
     "tls_summary",
@@ -148,6 +150,25 @@ class Segment:
     payload: bytes = field(default=b"", repr=False, compare=False)
     retransmission: bool = False
     truncated: bool = False
+    #: Wireshark's TCP analysis of this segment, by the names of its ``tcp.analysis.*``
+    #: fields: ``retransmission``, ``fast_retransmission``, ``spurious_retransmission``,
+    #: ``out_of_order``, ``duplicate_ack``, ``window_update``, ``keep_alive``,
+    #: ``lost_segment`` (a gap before it), ``zero_window``.
+    analysis: frozenset = field(default=frozenset(), compare=False)
+    #: For a duplicate ACK: which one in the row (Wireshark's ``duplicate_ack_num``).
+    dup_ack_num: int = field(default=0, compare=False)
+    #: SACK blocks as (left, right) edges relative to the peer's ISN (RFC 2018).
+    sack: tuple = field(default=(), compare=False)
+    #: The advertised window in bytes (window field << the sender's window scale).
+    scaled_window: int | None = field(default=None, compare=False)
+
+    @property
+    def fast_retransmission(self) -> bool:
+        return "fast_retransmission" in self.analysis
+
+    @property
+    def duplicate_ack(self) -> bool:
+        return "duplicate_ack" in self.analysis
 
     @property
     def syn(self) -> bool:
@@ -176,6 +197,81 @@ class Segment:
         if self.has_ack:
             text += f" ack={self.rel_ack}"
         return text + f" len={self.payload_len}"
+
+    def notes(self) -> list[str]:
+        """Wireshark-style remarks, e.g. ``["dup ACK #2", "SACK 4345-5793"]``."""
+        out = []
+        for name in _NOTE_ORDER:
+            if name in self.analysis:
+                out.append(f"dup ACK #{self.dup_ack_num}" if name == "duplicate_ack" else
+                           name.replace("_", " "))  # fmt: skip
+        if self.sack:
+            out.append("SACK " + " ".join(f"{a}-{b}" for a, b in self.sack))
+        return out
+
+
+# The order a learner reads them in (and no duplicates when several apply).
+_NOTE_ORDER = (
+    "fast_retransmission",
+    "spurious_retransmission",
+    "retransmission",
+    "out_of_order",
+    "lost_segment",
+    "duplicate_ack",
+    "window_update",
+    "keep_alive",
+    "zero_window",
+)
+
+
+@dataclass(frozen=True)
+class RTTSample:
+    """One round-trip time measured from a capture (RFC 6298 section 3, Karn's algorithm).
+
+    ``segment`` was sent at ``sent``; ``ack`` (the first ACK to cover exactly its last byte)
+    came back at ``acked``. Segments sent more than once give no sample: which copy would the
+    ACK belong to?
+    """
+
+    segment: int
+    ack: int
+    sent: float
+    acked: float
+
+    @property
+    def rtt(self) -> float:
+        return self.acked - self.sent
+
+
+def estimate_rtt(
+    samples: Iterable[float], *, alpha: float = 1 / 8, beta: float = 1 / 4, k: int = 4,
+    granularity: float = 0.0, min_rto: float = 1.0,
+) -> list[dict[str, float]]:  # fmt: skip
+    """The smoothed RTT, its variation and the RTO after each sample (RFC 6298 section 2).
+
+    First sample R: SRTT = R, RTTVAR = R/2. Then, for each R' in order::
+
+        RTTVAR = (1 - beta) * RTTVAR + beta * |SRTT - R'|     (DevRTT in Kurose & Ross)
+        SRTT   = (1 - alpha) * SRTT + alpha * R'              (EstimatedRTT)
+        RTO    = max(min_rto, SRTT + max(granularity, k * RTTVAR))
+
+    RFC 6298 updates RTTVAR with the *old* SRTT; some textbooks update EstimatedRTT first.
+    ``min_rto`` is the RFC's 1 s; Linux uses 200 ms.
+
+    Returns:
+        One dict per sample: ``sample``, ``srtt``, ``rttvar``, ``rto`` (seconds).
+    """
+    out: list[dict[str, float]] = []
+    srtt = rttvar = 0.0
+    for i, r in enumerate(samples):
+        if i == 0:
+            srtt, rttvar = r, r / 2
+        else:
+            rttvar = (1 - beta) * rttvar + beta * abs(srtt - r)
+            srtt = (1 - alpha) * srtt + alpha * r
+        rto = max(min_rto, srtt + max(granularity, k * rttvar))
+        out.append({"sample": r, "srtt": srtt, "rttvar": rttvar, "rto": rto})
+    return out
 
 
 @dataclass
@@ -347,6 +443,103 @@ class Connection:
         """Segments whose data (or SYN/FIN) had already been sent."""
         return [s for s in self.segments if s.retransmission]
 
+    def fast_retransmissions(self) -> list[Segment]:
+        """Retransmissions that followed duplicate ACKs at once (Wireshark's definition)."""
+        return [s for s in self.segments if s.fast_retransmission]
+
+    def duplicate_acks(self) -> list[Segment]:
+        """ACKs that repeat the previous ACK number and window, with no data (RFC 5681 2)."""
+        return [s for s in self.segments if s.duplicate_ack]
+
+    def sack_blocks(self) -> list[tuple[Segment, tuple]]:
+        """(segment, its SACK blocks) for every segment carrying the SACK option."""
+        return [(s, s.sack) for s in self.segments if s.sack]
+
+    def data_direction(self) -> str:
+        """The direction that carried more payload bytes (``c->s`` on a tie)."""
+        sent = {C2S: 0, S2C: 0}
+        for s in self.segments:
+            sent[s.direction] += s.payload_len
+        return S2C if sent[S2C] > sent[C2S] else C2S
+
+    def rtt_samples(self, direction: str | None = None) -> list[RTTSample]:
+        """Round-trip times of the segments sent in ``direction`` (default: the data's).
+
+        A sample is taken when an ACK first acknowledges exactly up to the end of a segment
+        (as Wireshark's ``tcp.analysis.ack_rtt``), except for a segment sent twice (Karn).
+        The capture point matters: at the sender, this is the path's RTT; at the receiver, it
+        is only the receiver's own delay in acknowledging.
+        """
+        direction = direction or self.data_direction()
+        sent: dict[int, list[Segment]] = {}
+        for s in self.segments:
+            if s.direction == direction and s.seq_len > 0 and not s.rst:
+                sent.setdefault((s.seq + s.seq_len) % _MOD, []).append(s)
+        ranges = [(s.seq, s.seq + s.seq_len) for s in self.segments
+                  if s.direction == direction and s.retransmission]  # fmt: skip
+        out: list[RTTSample] = []
+        used: set[int] = set()
+        for a in self.segments:
+            if a.direction == direction or not a.has_ack or a.ack in used:
+                continue
+            copies = [s for s in sent.get(a.ack, []) if s.index < a.index]
+            if not copies:
+                continue
+            used.add(a.ack)
+            seg = copies[0]
+            if len(copies) > 1 or any(lo < seg.seq + seg.seq_len and seg.seq < hi
+                                      for lo, hi in ranges):  # fmt: skip
+                continue  # Karn: ambiguous
+            out.append(RTTSample(seg.index, a.index, seg.time, a.time))
+        return out
+
+    def rtt_table(self, direction: str | None = None, **kwargs: Any) -> Table:
+        """Each RTT sample with EstimatedRTT, DevRTT and the RTO after it, in milliseconds.
+
+        Keyword arguments go to `estimate_rtt` (``alpha``, ``beta``, ``min_rto`` ...).
+        """
+        samples = self.rtt_samples(direction)
+        rows = []
+        for smp, est in zip(samples, estimate_rtt([x.rtt for x in samples], **kwargs),
+                            strict=True):  # fmt: skip
+            rows.append(
+                {
+                    "time": round(smp.acked * 1000, 3),
+                    "segment": smp.segment,
+                    "ack": smp.ack,
+                    "SampleRTT ms": round(est["sample"] * 1000, 3),
+                    "EstimatedRTT ms": round(est["srtt"] * 1000, 3),
+                    "DevRTT ms": round(est["rttvar"] * 1000, 3),
+                    "RTO ms": round(est["rto"] * 1000, 3),
+                }
+            )
+        cols = ["time", "segment", "ack", "SampleRTT ms", "EstimatedRTT ms", "DevRTT ms", "RTO ms"]
+        return Table(rows, cols)
+
+    def bytes_in_flight(self, direction: str | None = None) -> list[tuple[float, int]]:
+        """(time, bytes sent but not yet acknowledged) after each data segment of ``direction``.
+
+        Sequence-based: highest sequence number sent minus the highest ACK received so far,
+        less what SACK blocks report as received (Wireshark's ``bytes_in_flight``, RFC 6675's
+        "pipe" without the retransmission bookkeeping).
+        """
+        direction = direction or self.data_direction()
+        high = acked = None
+        sacked: tuple = ()
+        out: list[tuple[float, int]] = []
+        for s in self.segments:
+            if s.direction == direction:
+                if s.seq_len:
+                    end = s.rel_seq + s.seq_len
+                    high = end if high is None else max(high, end)
+                    if s.payload_len and acked is not None:
+                        gone = sum(b - a for a, b in sacked if a >= acked)
+                        out.append((s.time, max(0, high - acked - gone)))
+            elif s.has_ack:
+                acked = s.rel_ack if acked is None else max(acked, s.rel_ack)
+                sacked = s.sack
+        return out
+
     def phase(self, seg: Segment) -> str:
         """``"handshake"``, ``"data"``, ``"teardown"`` or ``"reset"`` for one segment."""
         hs = self.handshake()
@@ -366,9 +559,9 @@ class Connection:
         names = self._tls_names_by_segment()
         rows = []
         for s in self.segments:
-            note = []
-            if s.retransmission:
-                note.append("retransmission")
+            note = s.notes()
+            if s.retransmission and not any("retransmission" in n for n in note):
+                note.insert(0, "retransmission")
             if s.truncated:
                 note.append("truncated")
             rows.append(
@@ -684,6 +877,145 @@ class _Builder:
             )
 
 
+# --------------------------------------------------------------------------------------------
+# Wireshark's TCP analysis (epan/dissectors/packet-tcp.c, tcp_analyze_sequence_number)
+# --------------------------------------------------------------------------------------------
+
+
+def _lt(a: int, b: int) -> bool:
+    """a before b in sequence space (RFC 9293 3.4: comparisons are modulo 2**32)."""
+    return ((a - b) % _MOD) >= (1 << 31)
+
+
+class _Flow:
+    """Per-direction state, named as in packet-tcp.c."""
+
+    def __init__(self) -> None:
+        self.nextseq = 0  # 0: nothing seen yet (as in Wireshark)
+        self.nextseqtime = 0.0
+        self.lastack = 0
+        self.lastacktime = 0.0
+        self.dupacknum = 0
+        self.window: int | None = None
+        self.lastflags: frozenset = frozenset()
+        self.scale = -1  # -1 unknown (no SYN seen), else the shift this side announced
+
+
+def _window_scales(conn: Connection) -> dict[str, int]:
+    """The window shift each side uses: RFC 7323 2.2, only if both SYNs carried the option."""
+    syn = next((s for s in conn.segments if s.syn and not s.has_ack), None)
+    synack = next((s for s in conn.segments if s.syn and s.has_ack), None)
+    if syn is None or synack is None:
+        return {C2S: -1, S2C: -1}
+    a, b = syn.options.get("wscale"), synack.options.get("wscale")
+    if a is None or b is None:
+        return {C2S: 0, S2C: 0}
+    return {syn.direction: min(int(a), 14), synack.direction: min(int(b), 14)}
+
+
+def _analyse_tcp(conn: Connection) -> None:
+    """Flag each segment the way Wireshark's ``tcp.analysis.*`` fields do, and add SACK blocks.
+
+    The rules, in Wireshark's order: lost segment (a gap), keep-alive, window update, duplicate
+    ACK (no data, same ACK number, same window, seq at the next expected byte); then, for a
+    segment carrying data, SYN or FIN whose sequence number does not advance: spurious
+    retransmission (already acknowledged), fast retransmission (at least two duplicate ACKs
+    asking for exactly this byte, less than 20 ms ago), out-of-order (within one RTT of the
+    highest segment, not ending where it does), otherwise retransmission.
+    """
+    scales = _window_scales(conn)
+    flows = {C2S: _Flow(), S2C: _Flow()}
+    first_rtt = 0.0
+    last_syn = None
+    bases: dict[str, int] = {}
+    for seg in conn.segments:
+        if seg.direction not in bases:
+            bases[seg.direction] = (seg.seq - seg.rel_seq) % _MOD
+    out: list[Segment] = []
+    for seg in conn.segments:
+        fwd = flows[seg.direction]
+        rev = flows[S2C if seg.direction == C2S else C2S]
+        t, seq, ack, seglen = seg.time, seg.seq, seg.ack, seg.payload_len
+        control = seg.syn or seg.fin or seg.rst
+        shift = scales[seg.direction]
+        window = seg.window if seg.syn or shift < 0 else seg.window << shift
+        ta: set[str] = set()
+        dup_num = 0
+        if seg.syn and not seg.has_ack:
+            last_syn = t
+        elif seg.flags == "A" and not first_rtt and last_syn is not None:
+            first_rtt = t - last_syn  # Wireshark's ts_first_rtt: SYN to the handshake's ACK
+        skip_dup = False
+        if seglen == 1 and seq == fwd.nextseq and rev.window == 0:
+            ta.add("zero_window_probe")
+            skip_dup = True
+        if not skip_dup:
+            if window == 0 and not control:
+                ta.add("zero_window")
+            if fwd.nextseq and _lt(fwd.nextseq, seq) and not seg.rst:
+                ta.add("lost_segment")
+            if seglen <= 1 and seq == (fwd.nextseq - 1) % _MOD and not control:
+                ta.add("keep_alive")
+            same = seglen == 0 and seq == fwd.nextseq and ack == fwd.lastack and not control
+            if same and window and window != fwd.window:
+                ta.add("window_update")
+            if same and window and window == fwd.window:
+                if "keep_alive" in rev.lastflags:
+                    ta.add("keep_alive_ack")
+                else:
+                    fwd.dupacknum = 1 if fwd.dupacknum < 0 else fwd.dupacknum + 1
+                    ta.add("duplicate_ack")
+                    dup_num = fwd.dupacknum
+        if ack != fwd.lastack:
+            fwd.dupacknum = 0
+        if (seglen > 0 or seg.syn or seg.fin) and "keep_alive" not in ta:
+            not_advanced = bool(fwd.nextseq) and _lt(seq, fwd.nextseq)
+            if seglen > 1 and (fwd.nextseq - 1) % _MOD == seq:
+                not_advanced = False
+            extra = 1 if (seg.syn or seg.fin) else 0
+            if seglen > 0 and rev.lastack and not _lt(rev.lastack, (seq + seglen) % _MOD):
+                # Data already acknowledged; Wireshark shows it as a retransmission too.
+                ta.update(("spurious_retransmission", "retransmission"))
+            elif (
+                not_advanced
+                and rev.dupacknum >= 2
+                and rev.lastack == seq
+                and t - rev.lastacktime < 0.020
+            ):
+                # Wireshark shows a fast retransmission as a retransmission too.
+                ta.update(("fast_retransmission", "retransmission"))
+            elif (
+                not_advanced
+                and t - fwd.nextseqtime < (first_rtt or 0.003)
+                and fwd.nextseq != (seq + seglen + extra) % _MOD
+            ):
+                ta.add("out_of_order")
+            elif not_advanced:
+                ta.add("retransmission")
+        nextseq = (seq + seglen + (1 if (seg.syn or seg.fin) else 0)) % _MOD
+        if (not fwd.nextseq or _lt(fwd.nextseq, nextseq)) and "zero_window_probe" not in ta:
+            fwd.nextseq, fwd.nextseqtime = nextseq, t
+        fwd.window, fwd.lastack, fwd.lastacktime = window, ack, t
+        fwd.lastflags = frozenset(ta)
+        sack = ()
+        raw = seg.options.get("sack")
+        if raw:
+            peer = S2C if seg.direction == C2S else C2S
+            base = bases.get(peer, (ack - 1) % _MOD)
+            edges = [(int(v) - base) % _MOD for v in raw]
+            sack = tuple(zip(edges[0::2], edges[1::2], strict=False))
+        out.append(
+            replace(
+                seg,
+                analysis=frozenset(ta),
+                dup_ack_num=dup_num,
+                sack=sack,
+                scaled_window=window if shift >= 0 or seg.syn else None,
+            )
+        )
+    conn.segments = out
+
+
 def _looks_like_tls(data: bytes) -> bool:
     # Record header: content type, major version 3, minor 0..4 (RFC 8446 section 5.1).
     return len(data) >= 3 and data[0] in _TLS_CONTENT_TYPES and data[1] == 3 and data[2] <= 4
@@ -724,6 +1056,13 @@ def load(
         except Exception as exc:  # one odd packet must not spoil the rest
             warnings.append(f"frame {frame}: could not decode TCP ({type(exc).__name__}: {exc})")
     cap._connections = builder.conns
+    for conn in builder.conns:
+        try:
+            _analyse_tcp(conn)
+        except Exception as exc:  # the facts above stay usable without the analysis
+            warnings.append(
+                f"connection #{conn.stream}: TCP analysis failed ({type(exc).__name__}: {exc})"
+            )
     if not builder.conns:
         warnings.append("no TCP connections in the capture")
         return cap
