@@ -202,6 +202,11 @@ class Segment:
         """Wireshark-style remarks, e.g. ``["dup ACK #2", "SACK 4345-5793"]``."""
         out = []
         for name in _NOTE_ORDER:
+            if name == "retransmission" and self.analysis & {
+                "fast_retransmission",
+                "spurious_retransmission",
+            }:
+                continue  # already said, more precisely
             if name in self.analysis:
                 out.append(f"dup ACK #{self.dup_ack_num}" if name == "duplicate_ack" else
                            name.replace("_", " "))  # fmt: skip

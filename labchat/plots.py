@@ -17,7 +17,17 @@ if TYPE_CHECKING:
 
     from .analysis import Connection, Segment
 
-__all__ = ["FLAG_NAMES", "flag_words", "ladder", "tcp_header", "time_sequence", "tls_comparison"]
+__all__ = [
+    "FLAG_NAMES",
+    "flag_words",
+    "in_flight",
+    "ladder",
+    "lost_originals",
+    "rtt",
+    "tcp_header",
+    "time_sequence",
+    "tls_comparison",
+]
 
 #: Flag letters as a learner reads them in Wireshark.
 FLAG_NAMES = {
@@ -83,9 +93,29 @@ def _segment_label(seg: Segment, tls_names: list[str]) -> str:
     if tls_names:
         shown = tls_names[:3] + (["…"] if len(tls_names) > 3 else [])
         text += "\n" + ", ".join(shown)
-    if seg.retransmission:
-        text += "  [retransmission]"
+    notes = seg.notes() if hasattr(seg, "notes") else []
+    if seg.retransmission and not any("retransmission" in n for n in notes):
+        notes.insert(0, "retransmission")
+    if notes:
+        text += "  [" + ", ".join(notes) + "]"
     return text
+
+
+def lost_originals(conn: Connection) -> list[Segment]:
+    """Segments whose data was sent again later: the copies that were (most likely) lost.
+
+    The capture point sees them; the receiver evidently did not (or its ACK got lost).
+    """
+    out = []
+    for i, seg in enumerate(conn.segments):
+        if seg.seq_len == 0 or seg.retransmission or seg.rst:
+            continue
+        if any(
+            later.direction == seg.direction and later.retransmission and later.seq == seg.seq
+            for later in conn.segments[i + 1 :]
+        ):
+            out.append(seg)
+    return out
 
 
 def _phase_spans(
@@ -161,6 +191,24 @@ def ladder(
         )  # fmt: skip
         ax.text(-0.04, y, f"{seg.time * 1000:.3f} ms", ha="right", va="center", fontsize=6.5,
                 color="#444444")  # fmt: skip
+    # Loss and recovery, marked so they can be found at a glance (and by gid in tests).
+    lost = {s.index for s in lost_originals(conn)}
+    for seg, y in zip(segs, ys, strict=False):
+        end = 1.0 if seg.direction == "c->s" else 0.0
+        if seg.index in lost:
+            (mark,) = ax.plot([0.5 + (end - 0.5) * 0.8], [y + slope * 0.9], marker="X",
+                              ms=9, color="#c0392b", zorder=5, ls="none")  # fmt: skip
+            mark.set_gid(f"lost-{seg.index}")
+        if seg.retransmission:
+            start = 1.0 - end
+            (mark,) = ax.plot([start], [y], marker="o", ms=7, mfc="none", mec="#c0392b",
+                              mew=1.6, zorder=5, ls="none")  # fmt: skip
+            mark.set_gid(f"retransmission-{seg.index}")
+        if "duplicate_ack" in getattr(seg, "analysis", ()):
+            start = 1.0 - end
+            (mark,) = ax.plot([start], [y], marker="D", ms=5, color="#8e44ad", zorder=5,
+                              ls="none")  # fmt: skip
+            mark.set_gid(f"dupack-{seg.index}")
     for y, gap in breaks:
         ax.text(-0.04, y, f"⋯ {gap * 1000:.0f} ms pause", ha="right", va="center",
                 fontsize=6.5, color="#888888", style="italic")  # fmt: skip
@@ -192,9 +240,13 @@ def time_sequence(conn: Connection, ax: Axes | None = None) -> Figure:
     """Draw a Stevens time-sequence graph: relative sequence number against time.
 
     Each data segment is a vertical bar from its first to its last byte; the line of the same
-    colour (lighter, stepped) is the peer's cumulative ACK for that direction.
+    colour (lighter, stepped) is the peer's cumulative ACK for that direction. Retransmissions
+    are red crosses (gid ``retransmissions-client``/``-server``), segments sent again later
+    red ``X`` (``lost-...``), duplicate ACKs purple diamonds (``duplicate-acks-...``) and SACK
+    blocks short purple bars at the ACK's time (``sack-...``).
     """
     fig, ax = _new_axes(ax, (8.0, 4.5))
+    lost = {s.index for s in lost_originals(conn)}
     for direction, peer, name in (("c->s", "s->c", "client"), ("s->c", "c->s", "server")):
         colour = _DIR_COLOURS[direction]
         data = [s for s in conn.segments if s.direction == direction]
@@ -208,17 +260,102 @@ def time_sequence(conn: Connection, ax: Axes | None = None) -> Figure:
             )  # fmt: skip
             rt = [s for s in bars if s.retransmission]
             if rt:
-                ax.plot([s.time * 1000 for s in rt], [s.rel_seq for s in rt], "x",
-                        color="#c0392b", label=f"{name} retransmission")  # fmt: skip
+                (line,) = ax.plot([s.time * 1000 for s in rt], [s.rel_seq for s in rt], "x",
+                                  color="#c0392b", ms=9, mew=2,
+                                  label=f"{name} retransmission")  # fmt: skip
+                line.set_gid(f"retransmissions-{name}")
+            gone = [s for s in bars if s.index in lost]
+            if gone:
+                (line,) = ax.plot([s.time * 1000 for s in gone], [s.rel_seq for s in gone], "X",
+                                  color="#c0392b", ms=8, mfc="none",
+                                  label=f"{name} segment sent again later")  # fmt: skip
+                line.set_gid(f"lost-{name}")
         acks = [s for s in conn.segments if s.direction == peer and s.has_ack]
         if acks:
             ax.step(
                 [s.time * 1000 for s in acks], [s.rel_ack for s in acks], where="post",
                 color=colour, alpha=0.45, lw=1.2, label=f"ACKs of {name} data",
             )  # fmt: skip
+            dup = [s for s in acks if "duplicate_ack" in getattr(s, "analysis", ())]
+            if dup:
+                (line,) = ax.plot([s.time * 1000 for s in dup], [s.rel_ack for s in dup], "D",
+                                  color="#8e44ad", ms=4,
+                                  label=f"duplicate ACKs of {name} data")  # fmt: skip
+                line.set_gid(f"duplicate-acks-{name}")
+            sacked = [(s, blk) for s in acks for blk in getattr(s, "sack", ())]
+            if sacked:
+                coll = ax.vlines([s.time * 1000 for s, _ in sacked], [b[0] for _, b in sacked],
+                                 [b[1] for _, b in sacked], colors="#8e44ad", lw=5, alpha=0.5,
+                                 label=f"SACK blocks ({name} data received)")  # fmt: skip
+                coll.set_gid(f"sack-{name}")
     ax.set_xlabel("time since first packet (ms)")
     ax.set_ylabel("relative sequence number (bytes)")
     ax.set_title(f"Time-sequence graph, connection #{conn.stream}", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def in_flight(conn: Connection, direction: str | None = None, ax: Axes | None = None) -> Figure:
+    """Bytes in flight of one direction against time, under the receiver's advertised window.
+
+    Args:
+        conn: the connection.
+        direction: ``c->s`` or ``s->c``; default: the direction that sent more data.
+        ax: where to draw.
+    """
+    fig, ax = _new_axes(ax, (8.0, 3.8))
+    direction = direction or conn.data_direction()
+    points = conn.bytes_in_flight(direction)
+    if points:
+        (line,) = ax.plot([t * 1000 for t, _ in points], [b for _, b in points], ".-",
+                          color=_DIR_COLOURS[direction], lw=1, ms=3,
+                          label=f"bytes in flight ({direction})")  # fmt: skip
+        line.set_gid("bytes-in-flight")
+    wins = [s for s in conn.segments if s.direction != direction and s.has_ack
+            and s.scaled_window is not None]  # fmt: skip
+    if wins:
+        (line,) = ax.step([s.time * 1000 for s in wins], [s.scaled_window for s in wins],
+                          where="post", color="#555555", lw=1.2,
+                          label="receiver's advertised window")  # fmt: skip
+        line.set_gid("receive-window")
+    ax.set_xlabel("time since first packet (ms)")
+    ax.set_ylabel("bytes")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Bytes in flight, connection #{conn.stream} ({direction})", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def rtt(conn: Connection, direction: str | None = None, ax: Axes | None = None,
+        **kwargs: Any) -> Figure:  # fmt: skip
+    """SampleRTT, EstimatedRTT and EstimatedRTT + 4 DevRTT against time (RFC 6298).
+
+    Keyword arguments go to :func:`labchat.analysis.estimate_rtt` (``alpha``, ``beta``).
+    """
+    from .analysis import estimate_rtt
+
+    fig, ax = _new_axes(ax, (8.0, 3.8))
+    samples = conn.rtt_samples(direction)
+    est = estimate_rtt([s.rtt for s in samples], **kwargs)
+    t = [s.acked * 1000 for s in samples]
+    series = (
+        ("sample-rtt", [e["sample"] for e in est], "o", "SampleRTT", "#1f5fa8"),
+        ("estimated-rtt", [e["srtt"] for e in est], "-", "EstimatedRTT (alpha 1/8)", "#b5461a"),
+        ("rtt-bound", [e["srtt"] + 4 * e["rttvar"] for e in est], "--",
+         "EstimatedRTT + 4 DevRTT (beta 1/4)", "#555555"),
+    )  # fmt: skip
+    for gid, ys, style, label, colour in series:
+        if ys:
+            (line,) = ax.plot(t, [y * 1000 for y in ys], style, ms=3, color=colour, label=label)
+            line.set_gid(gid)
+    ax.set_xlabel("time since first packet (ms)")
+    ax.set_ylabel("RTT (ms)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Round-trip time, connection #{conn.stream}", fontsize=10)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="upper left")
