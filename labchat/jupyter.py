@@ -33,6 +33,7 @@ from types import TracebackType
 __all__ = [
     "JupyterLab",
     "JupyterLabError",
+    "alive",
     "descendants",
     "free_port",
     "isolated_env",
@@ -133,7 +134,8 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """True if process `pid` exists and is not a zombie."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             state = f.read().rsplit(b")", 1)[1].split()[0]
@@ -152,9 +154,9 @@ def kill_tree(pids: Iterable[int], timeout: float = 5.0) -> list[int]:
             except (ProcessLookupError, PermissionError):
                 pass
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.05)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if alive(p)]
 
 
 @dataclass
@@ -248,7 +250,7 @@ class JupyterLab:
             self.token = query.get("token", [""])[0]
         while True:
             try:
-                self.api("status")
+                self.api("status", timeout=5)
                 return
             except OSError as exc:
                 if self.process.poll() is not None or time.monotonic() > deadline:
@@ -275,14 +277,19 @@ class JupyterLab:
         quoted = urllib.parse.quote(path)
         return f"{self.base_url}/lab/tree/{quoted}?token={urllib.parse.quote(self.token)}"
 
-    def api(self, path: str, method: str = "GET") -> object:
-        """Call the REST API (``/api/<path>``) with the token; return the decoded JSON."""
+    def api(self, path: str, method: str = "GET", timeout: float = 30.0) -> object:
+        """Call the REST API (``/api/<path>``) with the token; return the decoded JSON.
+
+        Raises:
+            urllib.error.HTTPError: the server answered with an error status.
+            OSError: no answer in `timeout` seconds.
+        """
         request = urllib.request.Request(
             f"{self.base_url}/api/{path}",
             method=method,
             headers={"Authorization": f"token {self.token}"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
         return json.loads(body) if body else None
 

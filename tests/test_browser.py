@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from labchat.jupyter import JupyterLab, descendants, free_port, isolated_env, kill_tree
+from labchat.jupyter import JupyterLab, alive, descendants, free_port, isolated_env, kill_tree
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -142,11 +142,15 @@ def make_lab_commands(port: int) -> list[list[str]]:
     prerequisite is already done by whoever runs this test.
     """
     venv = Path(sys.prefix)
+    # Under `make test` the parent's MAKEFLAGS/MAKELEVEL would leak in (and with them
+    # "Entering directory" lines): this is a make of its own.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     out = subprocess.run(
         [
             "make",
             "-s",
             "-n",
+            "--no-print-directory",
             "-C",
             str(REPO),
             "lab",
@@ -159,6 +163,7 @@ def make_lab_commands(port: int) -> list[list[str]]:
         capture_output=True,
         text=True,
         timeout=30,
+        env=env,
     ).stdout
     lines = out.replace("\\\n", " ").splitlines()
     commands = [shlex.split(line) for line in lines if line.strip()]
@@ -398,8 +403,8 @@ def test_lab_runs_the_notebooks_in_a_browser(tmp_path: Path) -> None:
     shots = tmp_path / "screenshots"
     shots.mkdir()
     durations: dict[str, float] = {}
+    ours_before = set(descendants(os.getpid()))
     with running_lab(tmp_path) as lab, browser_page(tmp_path) as page, _evidence(page, tmp_path):
-        lab_pid = lab.process.pid
         # `make lab` prints a URL with the token that opens the start notebook.
         printed = urllib.parse.urlsplit(lab.printed_url)
         assert printed.path == f"/lab/tree/{DEFAULT_NOTEBOOK}", lab.printed_url
@@ -451,9 +456,12 @@ def test_lab_runs_the_notebooks_in_a_browser(tmp_path: Path) -> None:
             unrun = [i for i, c in enumerate(code) if c["execution_count"] is None]
             assert not unrun, f"{nb.name}: code cells not run: {unrun}"
 
-    # Server, kernels, their children and the browser: all gone.
+    # Server, kernels, their children, the browser and Playwright's driver: all gone.
+    assert lab.seen, "no kernel was ever seen below the server"
+    assert not [p for p in lab.seen if alive(p)], "kernels or their children outlived the server"
     assert _processes_mentioning(str(tmp_path)) == []
-    assert not [p for p in descendants(lab_pid)]
+    left = set(descendants(os.getpid())) - ours_before
+    assert not left, f"processes this test started are still running: {left}"
     if os.environ.get(UPDATE_ENV) == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for nb in NOTEBOOKS:
