@@ -576,20 +576,31 @@ def _probe_here() -> dict[str, Any]:
             "no sch_netem in this kernel: an added delay is not available "
             f"({notes.get('netem', '')})"
         )
-    for tool, script in (
-        ("nftables", "table inet probe { chain c { type filter hook output priority 0; "
-                     "numgen inc mod 10 0 counter; numgen random mod 100 < 5 counter; } }\n"),
-    ):  # fmt: skip
-        fd = _new_netns()
-        try:
-            with _in_netns(fd):
-                _run(["nft", "-f", "-"], input=script)
-            out[tool] = True
-        except Exception as exc:
-            out[tool] = False
-            notes[tool] = str(exc)
-        finally:
-            os.close(fd)
+    # What the drop rules use: a chain, numgen inc (nth segment), numgen random (loss rate).
+    script = (
+        "table inet probe {\n  chain c {\n    type filter hook output priority 0;\n"
+        "    numgen inc mod 10 0 counter\n    numgen random mod 100 < 5 counter\n  }\n}\n"
+    )
+    fd = _new_netns()
+    try:
+        with _in_netns(fd):
+            _run(["nft", "-f", "-"], input=script)
+        out["nftables"] = True
+    except Exception as exc:
+        out["nftables"] = False
+        notes["nftables"] = str(exc)
+    finally:
+        os.close(fd)
+    fd = _new_netns()
+    try:
+        with _in_netns(fd):
+            _run(["ip", "link", "add", "ifb0", "type", "ifb"])
+        out["ifb"] = True
+    except Exception as exc:
+        out["ifb"] = False
+        notes["ifb"] = f"{exc} (the rate limit's queue then sits at the server, before the tap)"
+    finally:
+        os.close(fd)
     fd = _new_netns()
     try:
         with _in_netns(fd):
@@ -609,9 +620,9 @@ def features(*, timeout: float = 30.0) -> dict[str, Any]:
     """What the lab network can do on this machine, tried for real in a private namespace.
 
     Returns:
-        ``{"private": bool, "veth", "tbf", "netem", "nftables", "iptables": bool, "kernel",
-        "notes": {feature: why not}}``. ``private`` is False (and the rest missing) when user
-        namespaces are not available at all.
+        ``{"private": bool, "veth", "tbf", "netem", "ifb", "nftables", "iptables": bool,
+        "kernel", "notes": {feature: why not}}``. ``private`` is False (and the rest
+        missing) when user namespaces are not available at all.
     """
     why = capture._private_unavailable()
     if why is not None:
