@@ -122,13 +122,10 @@ NOTEBOOKS = [
 
 DEFAULT_NOTEBOOK = "00-start-here.ipynb"
 
-pytestmark = [
-    pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"no {CHROMIUM}: `apt-get install chromium` for the browser test (.ci/run does)",
-    ),
-]
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"no {CHROMIUM}: `apt-get install chromium` for the browser test (.ci/run does)",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,6 +396,8 @@ def _evidence(page: Page, tmp_path: Path) -> Iterator[None]:
 # the test
 
 
+@needs_chromium
+@pytest.mark.timeout(240)
 def test_lab_runs_the_notebooks_in_a_browser(tmp_path: Path) -> None:
     shots = tmp_path / "screenshots"
     shots.mkdir()
