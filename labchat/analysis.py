@@ -1237,12 +1237,13 @@ def _attach_tls(cap: Capture, conns: list[Connection], keylog) -> None:
     from scapy.layers.tls.record_sslv2 import SSLv2
     from scapy.layers.tls.record_tls13 import TLS13
 
-    for conn in conns:
-        port = conn.server[1]
-        # scapy only decodes TLS on 443 unless told (bindings stay: harmless and idempotent).
-        if port != 443:
-            sc.bind_layers(sc.TCP, TLS, sport=port)
-            sc.bind_layers(sc.TCP, TLS, dport=port)
+    # scapy only decodes TLS on 443 unless told. The bindings are global, so they are undone
+    # below: left in place, every later scapy read of these ports would dissect TLS (and reuse
+    # TLS session state), which changes what unrelated code sees as the raw payload.
+    bound = sorted({c.server[1] for c in conns} - {443})
+    for port in bound:
+        sc.bind_layers(sc.TCP, TLS, sport=port)
+        sc.bind_layers(sc.TCP, TLS, dport=port)
     by_key = {(c.client, c.server): c for c in conns}
     old = (sc.conf.tls_session_enable, getattr(sc.conf, "tls_nss_filename", None))
     sc.conf.tls_session_enable = keylog is not None
@@ -1251,6 +1252,13 @@ def _attach_tls(cap: Capture, conns: list[Connection], keylog) -> None:
         pkts = sc.sniff(offline=str(cap.path), session=sc.TCPSession, quiet=True)
     finally:
         sc.conf.tls_session_enable, sc.conf.tls_nss_filename = old
+        # scapy keeps every TLS session it saw (with its keys) in a global registry, keyed by
+        # addresses and ports. Captures made in fresh namespaces reuse the same 4-tuples, so
+        # a later, unrelated read of "ciphertext" would come back decrypted. Forget them.
+        sc.conf.tls_sessions.sessions.clear()
+        for port in bound:
+            sc.split_layers(sc.TCP, TLS, sport=port)
+            sc.split_layers(sc.TCP, TLS, dport=port)
     t0 = float(cap.packets[0].time)
     ccs: dict[tuple[int, str], bool] = {}
     for pkt in pkts:
