@@ -78,6 +78,8 @@ __all__ = [
     "Shaping",
     "features",
     "names",
+    "handshake_by_hand",
+    "main",
     "run_scenario",
     "run_scenarios",
 ]
@@ -1399,3 +1401,59 @@ SCENARIOS["craft-handshake-rst"] = NetworkScenario(
     "two hosts: scapy's handshake without the rule: the client's kernel sends RST",
     _drops(),
 )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# python -m labchat.network
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m labchat.network [list | features | NAME... | --all] [--out DIR] [--mode M]``.
+
+    Errors are one line on stderr and exit status 2.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m labchat.network",
+        description="Capture the lab network's scenarios (two hosts, a 1500-byte link), "
+        "list them, or show which shaping features this kernel has.",
+    )
+    parser.add_argument("targets", nargs="*", metavar="NAME", help="scenario, 'list' or 'features'")
+    parser.add_argument("--all", action="store_true", help="every scenario, into DIR/<name>/")
+    parser.add_argument("--out", metavar="DIR", help="output directory")
+    parser.add_argument("--mode", choices=("auto", "private", "offline"), default="auto")
+    args = parser.parse_args(argv)
+    if args.targets == ["list"]:
+        for s in SCENARIOS.values():
+            shipped = (capture.reference_dir() / s.name / "capture.pcapng").is_file()
+            print(f"  {s.name:<20} {s.description} [{'reference' if shipped else 'no reference'}]")
+        return 0
+    if args.targets == ["features"]:
+        print(json.dumps(features(), indent=2))
+        return 0
+    names = list(SCENARIOS) if args.all else args.targets
+    unknown = [n for n in names if n not in SCENARIOS]
+    if not names or unknown or not args.out:
+        if unknown:
+            why = f"unknown scenario {unknown[0]!r}"
+        elif not names:
+            why = "name scenarios (or --all)"
+        else:
+            why = "--out DIR is required"
+        print(f"labchat.network: error: {why}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+        return 2
+    try:
+        results = run_scenarios(names, args.out, mode=args.mode)
+    except (capture.CaptureError, NetworkError, OSError) as exc:
+        print(f"labchat.network: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"capture mode: {results[0].mode.name} ({results[0].mode.reason})")
+    for r in results:
+        print(f"{r.scenario}: {r.manifest['capture']['packets']} packets -> {r.pcap}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
