@@ -418,3 +418,33 @@ def test_cli_offline_copies_references(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert out.startswith("capture mode: offline")
     assert all((tmp_path / n / "capture.pcapng").is_file() for n in NAMES)
+
+
+@pytest.mark.capture
+@needs_private
+def test_random_loss_rate_and_drop_rules_load_in_the_kernel() -> None:
+    code = (
+        "import json, subprocess\n"
+        "from labchat.network import LabNetwork, Shaping, Drop, _run\n"
+        "shaping = Shaping(rate='10mbit', loss_percent=5, drops=(Drop('ack', 2, 's->c'),))\n"
+        "with LabNetwork(shaping, port=6000) as net:\n"
+        "    with net.client():\n"
+        "        rules = _run(['nft', 'list', 'table', 'inet', 'labchat'])\n"
+        "        qdiscs = _run(['tc', 'qdisc', 'show'])\n"
+        "    print(json.dumps({'rules': rules, 'qdiscs': qdiscs, 'dropped': net.dropped(),\n"
+        "                      'link': net.describe()}))\n"
+    )
+    proc = subprocess.run(
+        [*network._unshare(), sys.executable, "-c", code],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert "numgen random mod 100 < 5" in got["rules"]
+    assert "tcp sport 6000" in got["rules"] and "numgen inc mod 1000000000 1" in got["rules"]
+    assert "tbf" in got["qdiscs"] and "rate 10Mbit" in got["qdiscs"]
+    assert {d["rule"] for d in got["dropped"]} >= {
+        "random loss",
+        "2nd pure ACK s->c, dropped on the link",
+    }
+    assert got["link"]["mss"] == 1460 and got["link"]["bottleneck"] == "client ingress (ifb0)"
