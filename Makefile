@@ -49,7 +49,7 @@ clean:
 
 # Regenerate the reference captures in captures/ (pcapng + keys.log + manifest.json each).
 captures: setup
-	$(PY) -m labchat capture --all --out captures
+	$(PY) -m labchat capture --all --out captures --mode private
 
 # Headless demo: capture a TLS 1.3 chat, draw its ladder, print what happened.
 demo: setup

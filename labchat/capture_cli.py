@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from labchat import capture, scenarios
+from labchat import capture, network, scenarios
 
 __all__ = ["register", "cmd_capture", "cmd_list", "cmd_live", "cmd_scenario", "main"]
 
@@ -71,10 +71,15 @@ def cmd_capture(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the scenarios, the reference captures, and which capture mode would be used."""
     ref = capture.reference_dir()
-    print("scenarios:")
-    for s in scenarios.SCENARIOS.values():
-        shipped = "reference" if (ref / s.name / "capture.pcapng").is_file() else "no reference"
-        print(f"  {s.name:<12} {s.description} [{shipped}]")
+    groups = [
+        ("scenarios (loopback):", scenarios.SCENARIOS.values()),
+        ("scenarios (two hosts on a lab network):", network.SCENARIOS.values()),
+    ]
+    for title, specs in groups:
+        print(title)
+        for s in specs:
+            shipped = "reference" if (ref / s.name / "capture.pcapng").is_file() else "no reference"
+            print(f"  {s.name:<20} {s.description} [{shipped}]")
     try:
         _print_mode(capture.detect_mode(getattr(args, "mode", "auto")))
     except (capture.CaptureError, ValueError) as exc:
@@ -84,12 +89,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_scenario(args: argparse.Namespace) -> int:
     """Capture one scenario (or ``--all``) into ``--out``."""
-    names = scenarios.names() if args.all else [args.target]
-    unknown = [n for n in names if n not in scenarios.SCENARIOS]
+    every = scenarios.names() + network.names()
+    names = every if args.all else [args.target]
+    unknown = [n for n in names if n not in every]
     if unknown:
-        return _err(
-            f"unknown scenario {unknown[0]!r}; choose one of: {', '.join(scenarios.names())}"
-        )
+        return _err(f"unknown scenario {unknown[0]!r}; choose one of: {', '.join(every)}")
     if not args.out:
         return _err("--out DIR is required")
     params = {}
@@ -97,12 +101,22 @@ def cmd_scenario(args: argparse.Namespace) -> int:
         params["port"] = args.port
     if args.pause is not None:
         params["pause"] = args.pause
+    # Loopback scenarios and lab-network scenarios capture in different places (lo versus the
+    # server's veth), so each family has its own runner; --all runs both.
+    on_loopback = [n for n in names if n in scenarios.SCENARIOS]
+    on_network = [n for n in names if n in network.SCENARIOS]
+    out = Path(args.out)
+    results = []
     try:
         if args.all:
-            results = capture.run_scenarios(names, args.out, mode=args.mode, **params)
+            results += capture.run_scenarios(on_loopback, out, mode=args.mode, **params)
+            if args.mode != "host":  # the lab network only exists in private mode
+                results += network.run_scenarios(on_network, out, mode=args.mode, **params)
+        elif on_network:
+            results.append(network.run_scenario(names[0], out, mode=args.mode, **params))
         else:
-            results = [capture.run_scenario(names[0], args.out, mode=args.mode, **params)]
-    except (capture.CaptureError, ValueError, OSError) as exc:
+            results.append(capture.run_scenario(names[0], out, mode=args.mode, **params))
+    except (capture.CaptureError, network.NetworkError, ValueError, OSError) as exc:
         return _err(str(exc))
     _print_mode(results[0].mode)
     for r in results:

@@ -448,3 +448,17 @@ def test_random_loss_rate_and_drop_rules_load_in_the_kernel() -> None:
         "2nd pure ACK s->c, dropped on the link",
     }
     assert got["link"]["mss"] == 1460 and got["link"]["bottleneck"] == "client ingress (ifb0)"
+
+
+def test_labchat_capture_cli_knows_the_lab_network_scenarios(tmp_path, capsys, monkeypatch):
+    from labchat.cli import main
+
+    assert main(["capture", "list"]) == 0
+    listed = capsys.readouterr().out
+    for name in network.names():
+        assert name in listed
+    monkeypatch.setenv("LABCHAT_CAPTURE_MODE", "offline")
+    assert main(["capture", "lost-fin", "--out", str(tmp_path / "lf")]) == 0
+    out = capsys.readouterr().out
+    assert "capture mode: offline" in out and "lost-fin:" in out
+    assert (tmp_path / "lf" / "capture.pcapng").stat().st_size > 0
