@@ -425,7 +425,7 @@ def test_cli_offline_copies_references(tmp_path: Path, capsys: pytest.CaptureFix
 def test_random_loss_rate_and_drop_rules_load_in_the_kernel() -> None:
     code = (
         "import json, subprocess\n"
-        "from labchat.network import LabNetwork, Shaping, Drop, _run\n"
+        "from labchat.netns import LabNetwork, Shaping, Drop, _run\n"
         "shaping = Shaping(rate='10mbit', loss_percent=5, drops=(Drop('ack', 2, 's->c'),))\n"
         "with LabNetwork(shaping, port=6000) as net:\n"
         "    with net.client():\n"

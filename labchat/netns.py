@@ -1,0 +1,634 @@
+"""The lab network: two hosts on a 1500-byte Ethernet link that can be slowed down and made lossy.
+
+Loopback is a poor teacher of TCP: its MTU is 65536, so the MSS is 65495 and nothing is ever
+lost. This module builds a tiny two-host network instead, without root:
+
+::
+
+    private user namespace (unshare --user --map-root-user --net)
+    +-------------------------------+        +-------------------------------+
+    | "server" netns                |  veth  | "client" netns                |
+    |   veth-s 10.77.0.2/24 ========|========|== veth-c 10.77.0.1/24        |
+    |   capture here (libpcap)      |  1500  |                               |
+    +-------------------------------+        +-------------------------------+
+
+The capture child of :mod:`labchat.capture` already lives in a private user + network
+namespace; that namespace is the server's host. The client's host is a second network
+namespace, made by a short-lived thread that calls ``unshare(CLONE_NEWNET)`` and keeps a file
+descriptor on it. Network namespaces belong to threads, not processes (setns(2)), so code that
+must run "on the client" switches its thread there for a moment (:meth:`LabNetwork.client`):
+a socket created there stays in the client's namespace for its whole life.
+
+Shaping the link (:class:`Shaping`):
+
+* a rate limit: ``tc qdisc tbf`` on both veth ends;
+* an added delay: ``tc qdisc netem``, only where the kernel has ``sch_netem`` (many minimal and
+  cloud kernels do not; :func:`features` says, and asking for a delay then raises
+  :class:`NetworkError` with that message);
+* deterministic loss (:class:`Drop`): nftables rules that drop the Nth SYN, data segment, FIN
+  or pure ACK of one direction, counted with ``numgen inc`` (a per-rule counter that starts at
+  0), so a lesson shows the same event every run;
+* random loss at a rate: ``numgen random mod 100 < N``.
+
+Where a segment is lost matters for what the capture shows. The capture point is the server's
+interface. A segment travelling towards a host is dropped at that host's *ingress* (the
+``prerouting`` hook), after packet taps have seen it: the capture shows the segment, and then
+what its loss causes (duplicate ACKs, a retransmission), as a tap on the wire just before the
+loss would. A rule can also drop at the sender's *egress* (``output``): then the segment never
+reaches the wire, which is what stopping the kernel's RST in the handshake-by-hand lesson needs.
+
+The scenarios that use this network, and the runner that starts the private namespace for
+them, live in :mod:`labchat.network`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import capture
+
+__all__ = [
+    "CLIENT_IP",
+    "SERVER_IP",
+    "MTU",
+    "Drop",
+    "LabNetwork",
+    "NetworkError",
+    "Shaping",
+    "features",
+]
+
+CLIENT_IP = "10.77.0.1"
+SERVER_IP = "10.77.0.2"
+PREFIX = 24
+#: Ethernet's MTU: the MSS becomes 1500 - 20 (IP) - 20 (TCP) = 1460.
+MTU = 1500
+CLIENT_IFACE = "veth-c"
+SERVER_IFACE = "veth-s"
+DEFAULT_PORT = capture.DEFAULT_PORT
+
+_CLONE_NEWNET = 0x40000000
+_PKG_ROOT = Path(__file__).resolve().parent.parent
+# numgen inc counts 0, 1, 2, ... modulo this; large enough never to wrap in a lesson.
+_NUMGEN_MOD = 1_000_000_000
+C2S, S2C = "c->s", "s->c"
+
+
+class NetworkError(RuntimeError):
+    """The lab network cannot be built or shaped as asked (tool or kernel feature missing)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Namespaces, by file descriptor
+# --------------------------------------------------------------------------------------------
+
+
+def _libc() -> Any:
+    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc().setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NetworkError(f"setns(CLONE_NEWNET) failed: {os.strerror(err)}")
+
+
+def _new_netns() -> int:
+    """A new network namespace, as an open fd (the namespace lives as long as the fd)."""
+    out: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            if _libc().unshare(_CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise NetworkError(f"unshare(CLONE_NEWNET) failed: {os.strerror(err)}")
+            out["fd"] = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        except BaseException as exc:  # reported in the calling thread
+            out["error"] = exc
+
+    # A throwaway thread: it is the only thread that ever enters the new namespace this way.
+    t = threading.Thread(target=make, name="labchat-netns")
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["fd"]
+
+
+@contextlib.contextmanager
+def _in_netns(fd: int) -> Iterator[None]:
+    """Run the body (and processes it starts) in another network namespace; this thread only."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        _setns(fd)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+
+
+def _run(cmd: Sequence[str], *, input: str | None = None) -> str:
+    exe = shutil.which(cmd[0], path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if exe is None:
+        raise NetworkError(f"`{cmd[0]}` is not installed ({_PACKAGE_OF.get(cmd[0], cmd[0])})")
+    proc = subprocess.run([exe, *cmd[1:]], input=input, capture_output=True, text=True, timeout=20)
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise NetworkError(f"{' '.join(cmd)}: {detail[0] if detail else proc.returncode}")
+    return proc.stdout
+
+
+_PACKAGE_OF = {"ip": "iproute2", "tc": "iproute2", "nft": "nftables", "iptables": "iptables"}
+
+
+# --------------------------------------------------------------------------------------------
+# What to do to the link
+# --------------------------------------------------------------------------------------------
+
+_KINDS = ("syn", "data", "fin", "ack", "rst")
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Drop chosen segments of one direction, the same ones every run.
+
+    Attributes:
+        kind: ``syn`` (SYN, or SYN-ACK for ``s->c``), ``data`` (payload > 0), ``fin``,
+            ``ack`` (a pure ACK: no payload, no SYN/FIN/RST) or ``rst``.
+        nth: which one, counting from 1 (retransmissions count too); 0 drops every one.
+        direction: ``c->s`` or ``s->c``.
+        at: ``ingress`` (at the receiving host, after the capture point saw it: a lost
+            segment on the wire) or ``egress`` (at the sending host: it never leaves).
+    """
+
+    kind: str
+    nth: int = 1
+    direction: str = C2S
+    at: str = "ingress"
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown segment kind {self.kind!r}; choose one of {_KINDS}")
+        if self.direction not in (C2S, S2C):
+            raise ValueError(f"direction must be {C2S!r} or {S2C!r}")
+        if self.at not in ("ingress", "egress"):
+            raise ValueError("at must be 'ingress' or 'egress'")
+        if self.nth < 0:
+            raise ValueError("nth counts from 1 (0 means every one)")
+
+    def describe(self) -> str:
+        """``"the 3rd data segment c->s"``."""
+        what = {"syn": "SYN", "data": "data segment", "fin": "FIN", "ack": "pure ACK"}.get(
+            self.kind, "RST"
+        )
+        if self.kind == "syn" and self.direction == S2C:
+            what = "SYN-ACK"
+        which = "every" if self.nth == 0 else _ordinal(self.nth)
+        where = "before it reaches the wire" if self.at == "egress" else "on the link"
+        return f"{which} {what} {self.direction}, dropped {where}"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}" if n != 1 else "first"
+
+
+@dataclass(frozen=True)
+class Shaping:
+    """How to make the link worse than a perfect wire.
+
+    Attributes:
+        rate: rate limit in each direction, as tc writes it (``"2mbit"``), or None.
+        delay_ms: one-way delay added in each direction (needs ``sch_netem``), or None.
+        loss_percent: random loss in each direction, 0..100.
+        drops: deterministic drops (see :class:`Drop`).
+    """
+
+    rate: str | None = None
+    delay_ms: float | None = None
+    loss_percent: float = 0.0
+    drops: tuple[Drop, ...] = ()
+
+    def describe(self) -> list[str]:
+        out = []
+        if self.rate:
+            out.append(f"rate limit {self.rate} each way (tc tbf)")
+        if self.delay_ms:
+            out.append(f"{self.delay_ms:g} ms delay each way (tc netem)")
+        if self.loss_percent:
+            out.append(f"{self.loss_percent:g}% random loss each way (nft numgen random)")
+        out += [d.describe() + " (nft numgen inc)" for d in self.drops]
+        return out or ["a perfect 1500-byte Ethernet link"]
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------
+
+
+class LabNetwork:
+    """Two hosts joined by a veth pair, built inside the current (private) network namespace.
+
+    Two new network namespaces are the hosts: the server (``10.77.0.2`` on ``veth-s``) and the
+    client (``10.77.0.1`` on ``veth-c``); the calling process's own namespace is left alone.
+    Use it as a context manager; closing it lets both namespaces, their veth ends, qdiscs,
+    firewall rules and sysctls go.
+
+    Args:
+        shaping: what to do to the link (rate, delay, loss, drops).
+        port: the server's TCP port: drop and loss rules only touch this connection.
+        mtu: the link MTU.
+
+    Raises:
+        NetworkError: a tool is missing or the kernel refuses a feature (the message says which).
+    """
+
+    server_ip = SERVER_IP
+    client_ip = CLIENT_IP
+    server_iface = SERVER_IFACE
+    client_iface = CLIENT_IFACE
+
+    def __init__(self, shaping: Shaping | None = None, *, port: int = DEFAULT_PORT, mtu: int = MTU):
+        self.shaping = shaping or Shaping()
+        self.port = port
+        self.mtu = mtu
+        self._client_fd: int | None = None
+        self._server_fd: int | None = None
+        self._rules: dict[str, list[tuple[str, Drop | None]]] = {"server": [], "client": []}
+        #: The nftables ruleset loaded on each host (``nft -f``), by host.
+        self.firewall: dict[str, str] = {}
+        #: Where the rate limit's queue is (server->client direction), if there is one.
+        self.bottleneck: str | None = None
+        #: Anything that did not go as planned but did not stop the network either.
+        self.notes: list[str] = []
+
+    # ---- building ------------------------------------------------------------------------
+
+    def start(self) -> LabNetwork:
+        self._server_fd = _new_netns()
+        self._client_fd = _new_netns()
+        try:
+            fd_path = f"/proc/{os.getpid()}/fd/{self._client_fd}"
+            for host, iface, ip in (("server", SERVER_IFACE, SERVER_IP),
+                                    ("client", CLIENT_IFACE, CLIENT_IP)):  # fmt: skip
+                with self._in(host):
+                    capture._bring_up_loopback()
+                    if host == "server":
+                        _run(["ip", "link", "add", SERVER_IFACE, "mtu", str(self.mtu), "type",
+                              "veth", "peer", "name", CLIENT_IFACE, "mtu", str(self.mtu),
+                              "netns", fd_path])  # fmt: skip
+                    # One segment per packet: veth would otherwise pass TCP's 64 KB GSO
+                    # super-packets along unsplit, and the capture would show them whole.
+                    _run(["ip", "link", "set", "dev", iface, "gso_max_segs", "1",
+                          "gso_max_size", str(self.mtu)])  # fmt: skip
+                    _run(["ip", "addr", "add", f"{ip}/{PREFIX}", "dev", iface])
+                    _run(["ip", "link", "set", iface, "up"])
+            self._wait_for_link()
+            self._apply(self.shaping)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _wait_for_link(self, timeout: float = 3.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = []
+            for ns in ("server", "client"):
+                iface = SERVER_IFACE if ns == "server" else CLIENT_IFACE
+                with self._in(ns):
+                    # Not /sys/class/net: sysfs shows the namespace it was mounted in.
+                    states.append("state UP" in _run(["ip", "-o", "link", "show", iface]))
+            if all(states):
+                return
+            time.sleep(0.02)
+        raise NetworkError(f"the veth link did not come up within {timeout} s")
+
+    def _apply(self, shaping: Shaping) -> None:
+        if shaping.delay_ms:
+            if not _qdisc_available("netem"):
+                raise NetworkError(
+                    "this kernel has no sch_netem (tc: 'Specified qdisc kind is unknown'), so "
+                    "an added delay is not available here; rate limits (tbf) and loss "
+                    "(nftables) still work"
+                )
+            for ns, iface in (("server", SERVER_IFACE), ("client", CLIENT_IFACE)):
+                cmd = ["tc", "qdisc", "add", "dev", iface, "root", "netem",
+                       "delay", f"{shaping.delay_ms}ms"]  # fmt: skip
+                if shaping.rate:
+                    cmd += ["rate", shaping.rate]
+                with self._in(ns):
+                    _run(cmd)
+        elif shaping.rate:
+            # Both directions are shaped on the client host, the far end of the link from the
+            # capture point: packet taps see a packet after the sender's qdisc, so a queue at
+            # the server would hide itself (the RTT and the bytes in flight the server's
+            # capture shows would stay tiny). c->s: tbf on veth-c. s->c: veth-c's ingress is
+            # redirected to an IFB device, whose egress tbf is the bottleneck queue.
+            # burst: two full frames; limit: a deep queue, so the link slows TCP down instead
+            # of dropping (loss is the drop rules' job, not the shaper's).
+            tbf = ["tbf", "rate", shaping.rate, "burst", str(2 * (self.mtu + 14)),
+                   "limit", "4000000"]  # fmt: skip
+            with self.client():
+                _run(["tc", "qdisc", "add", "dev", CLIENT_IFACE, "root", *tbf])
+                try:
+                    _run(["ip", "link", "add", "ifb0", "type", "ifb"])
+                    _run(["ip", "link", "set", "ifb0", "up"])
+                    _run(["tc", "qdisc", "add", "dev", CLIENT_IFACE, "handle", "ffff:", "ingress"])
+                    _run(["tc", "filter", "add", "dev", CLIENT_IFACE, "parent", "ffff:",
+                          "protocol", "all", "u32", "match", "u32", "0", "0",
+                          "action", "mirred", "egress", "redirect", "dev", "ifb0"])  # fmt: skip
+                    _run(["tc", "qdisc", "add", "dev", "ifb0", "root", *tbf])
+                    self.bottleneck = "client ingress (ifb0)"
+                except NetworkError as exc:
+                    self.notes.append(
+                        f"no IFB/u32/mirred here ({exc}): server->client traffic is shaped on "
+                        "the server's interface, in front of the capture point"
+                    )
+                    self.bottleneck = f"server egress ({SERVER_IFACE})"
+            if self.bottleneck.startswith("server"):
+                with self.server():
+                    _run(["tc", "qdisc", "add", "dev", SERVER_IFACE, "root", *tbf])
+        if shaping.drops or shaping.loss_percent:
+            self._firewall(shaping)
+
+    def _firewall(self, shaping: Shaping) -> None:
+        rules: dict[str, list[tuple[str, Drop | None]]] = {"server": [], "client": []}
+        for drop in shaping.drops:
+            # Ingress: the receiving host. Egress: the sending host.
+            receiver = "server" if drop.direction == C2S else "client"
+            sender = "client" if drop.direction == C2S else "server"
+            host = receiver if drop.at == "ingress" else sender
+            rules[host].append((drop.at, drop))
+        if shaping.loss_percent:
+            rules["server"].append(("ingress", None))
+            rules["client"].append(("ingress", None))
+        for host, host_rules in rules.items():
+            if host_rules:
+                script = _nft_script(host_rules, self.port, shaping.loss_percent)
+                self.firewall[host] = script
+                with self._in(host):
+                    try:
+                        _run(["nft", "-f", "-"], input=script)
+                    except NetworkError as exc:
+                        raise NetworkError(f"nftables rules for the {host}: {exc}") from None
+        self._rules = rules
+
+    def dropped(self) -> list[dict[str, Any]]:
+        """How many packets each drop rule has dropped so far."""
+        out = []
+        for host, host_rules in self._rules.items():
+            if not host_rules:
+                continue
+            with self._in(host):
+                listing = json.loads(_run(["nft", "-j", "list", "table", "inet", "labchat"]))
+            counts: dict[str, int] = {}
+            for item in listing.get("nftables", []):
+                rule = item.get("rule")
+                if not rule:
+                    continue
+                for expr in rule.get("expr", []):
+                    if "counter" in expr and rule.get("comment"):
+                        counts[rule["comment"]] = expr["counter"]["packets"]
+            for i, (_, drop) in enumerate(host_rules):
+                what = drop.describe() if drop else "random loss"
+                out.append({"host": host, "rule": what, "dropped": counts.get(f"r{i}", 0)})
+        return out
+
+    # ---- using ---------------------------------------------------------------------------
+
+    def _in(self, host: str) -> contextlib.AbstractContextManager[None]:
+        fd = self._client_fd if host == "client" else self._server_fd
+        if fd is None:
+            raise NetworkError("the lab network is not started")
+        return _in_netns(fd)
+
+    def client(self) -> contextlib.AbstractContextManager[None]:
+        """Run the body on the client host (this thread only; sockets made there stay there).
+
+        Threads started in the body start on the client host too.
+        """
+        return self._in("client")
+
+    def server(self) -> contextlib.AbstractContextManager[None]:
+        """Run the body on the server host (this thread, and threads started in the body)."""
+        return self._in("server")
+
+    def client_command(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
+        """Run a program on the client host (a whole process in the client's namespace)."""
+        with self.client():
+            return subprocess.run(list(argv), **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "client": {"ip": CLIENT_IP, "iface": CLIENT_IFACE},
+            "server": {"ip": SERVER_IP, "iface": SERVER_IFACE},
+            "mtu": self.mtu,
+            "mss": self.mtu - 40,
+            "shaping": self.shaping.describe(),
+            "firewall": dict(self.firewall),
+            "bottleneck": self.bottleneck,
+            "notes": list(self.notes),
+        }
+
+    def close(self) -> None:
+        for attr in ("_client_fd", "_server_fd"):
+            fd = getattr(self, attr)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, attr, None)
+
+    def __enter__(self) -> LabNetwork:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _match(drop: Drop, port: int) -> list[str]:
+    """nft match expressions (one per alternative) for the segments ``drop`` chooses."""
+    ports = f"tcp dport {port}" if drop.direction == C2S else f"tcp sport {port}"
+    if drop.kind == "syn":
+        want = "syn" if drop.direction == C2S else "syn | ack"
+        return [f"{ports} tcp flags & (syn | ack) == {want}"]
+    if drop.kind == "fin":
+        return [f"{ports} tcp flags & fin == fin"]
+    if drop.kind == "rst":
+        return [f"{ports} tcp flags & rst == rst"]
+    # No arithmetic in nft: "payload > 0" is "IP total length > 20 + 4 * data offset", one rule
+    # per possible data offset (Linux never sends IP options, so the IP header is 20 bytes).
+    out = []
+    for doff in range(5, 16):
+        header = 20 + 4 * doff
+        if drop.kind == "data":
+            out.append(f"{ports} tcp doff {doff} ip length > {header}")
+        else:
+            out.append(
+                f"{ports} tcp flags & (syn | fin | rst | ack) == ack "
+                f"tcp doff {doff} ip length {header}"
+            )
+    return out
+
+
+def _nft_script(rules: list[tuple[str, Drop | None]], port: int, loss: float) -> str:
+    lines = ["table inet labchat {"]
+    body: dict[str, list[str]] = {"ingress": [], "egress": []}
+    for i, (at, drop) in enumerate(rules):
+        if drop is None:
+            body[at].append(
+                f'tcp sport {port} numgen random mod 100 < {loss:g} counter drop comment "r{i}"'
+            )
+            body[at].append(
+                f'tcp dport {port} numgen random mod 100 < {loss:g} counter drop comment "r{i}"'
+            )
+            continue
+        # numgen inc is evaluated only for packets that reach it, so it counts just the chosen
+        # kind of segment: 0 for the first, 1 for the second, ...
+        pick = "" if drop.nth == 0 else f"numgen inc mod {_NUMGEN_MOD} {drop.nth - 1} "
+        lines.append(f'  chain pick{i} {{ {pick}counter drop comment "r{i}"; }}')
+        for m in _match(drop, port):
+            body[at].append(f"{m} jump pick{i}")
+    hooks = {"ingress": "prerouting priority -300", "egress": "output priority 0"}
+    for at, exprs in body.items():
+        if exprs:
+            lines.append(f"  chain {at} {{")
+            lines.append(f"    type filter hook {hooks[at]}; policy accept;")
+            lines += [f"    {e}" for e in exprs]
+            lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _qdisc_available(kind: str) -> bool:
+    """Whether tc can create a ``kind`` qdisc here (tried on a throwaway dummy-free veth)."""
+    return _probe_qdisc(kind) is None
+
+
+def _probe_qdisc(kind: str) -> str | None:
+    fd = _new_netns()
+    try:
+        with _in_netns(fd):
+            capture._bring_up_loopback()
+            args = {"netem": ["delay", "1ms"], "tbf": ["rate", "1mbit", "burst", "4k",
+                                                       "latency", "50ms"]}[kind]  # fmt: skip
+            try:
+                _run(["tc", "qdisc", "add", "dev", "lo", "root", kind, *args])
+            except NetworkError as exc:
+                return str(exc)
+        return None
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# Feature probe
+# --------------------------------------------------------------------------------------------
+
+
+def _probe_here() -> dict[str, Any]:
+    """Try every feature inside this (private) namespace; return what worked and why not."""
+    out: dict[str, Any] = {"kernel": platform.release()}
+    notes: dict[str, str] = {}
+    try:
+        with LabNetwork():
+            out["veth"] = True
+    except Exception as exc:
+        out["veth"] = False
+        notes["veth"] = str(exc)
+    for kind in ("tbf", "netem"):
+        try:
+            why = _probe_qdisc(kind)
+        except Exception as exc:
+            why = str(exc)
+        out[kind] = why is None
+        if why:
+            notes[kind] = why
+    if not out["netem"]:
+        notes["netem"] = (
+            "no sch_netem in this kernel: an added delay is not available "
+            f"({notes.get('netem', '')})"
+        )
+    # What the drop rules use: a chain, numgen inc (nth segment), numgen random (loss rate).
+    script = (
+        "table inet probe {\n  chain c {\n    type filter hook output priority 0;\n"
+        "    numgen inc mod 10 0 counter\n    numgen random mod 100 < 5 counter\n  }\n}\n"
+    )
+    fd = _new_netns()
+    try:
+        with _in_netns(fd):
+            _run(["nft", "-f", "-"], input=script)
+        out["nftables"] = True
+    except Exception as exc:
+        out["nftables"] = False
+        notes["nftables"] = str(exc)
+    finally:
+        os.close(fd)
+    fd = _new_netns()
+    try:
+        with _in_netns(fd):
+            _run(["ip", "link", "add", "ifb0", "type", "ifb"])
+        out["ifb"] = True
+    except Exception as exc:
+        out["ifb"] = False
+        notes["ifb"] = f"{exc} (the rate limit's queue then sits at the server, before the tap)"
+    finally:
+        os.close(fd)
+    fd = _new_netns()
+    try:
+        with _in_netns(fd):
+            _run(["iptables", "-A", "OUTPUT", "-p", "tcp", "--tcp-flags", "RST", "RST", "-j",
+                  "DROP"])  # fmt: skip
+        out["iptables"] = True
+    except Exception as exc:
+        out["iptables"] = False
+        notes["iptables"] = str(exc)
+    finally:
+        os.close(fd)
+    out["notes"] = notes
+    return out
+
+
+def features(*, timeout: float = 30.0) -> dict[str, Any]:
+    """What the lab network can do on this machine, tried for real in a private namespace.
+
+    Returns:
+        ``{"private": bool, "veth", "tbf", "netem", "ifb", "nftables", "iptables": bool,
+        "kernel", "notes": {feature: why not}}``. ``private`` is False (and the rest
+        missing) when user namespaces are not available at all.
+    """
+    why = capture._private_unavailable()
+    if why is not None:
+        return {"private": False, "kernel": platform.release(), "notes": {"private": why}}
+    code = (
+        "import json,sys;sys.path.insert(0,sys.argv[1]);"
+        "from labchat.netns import _probe_here;print(json.dumps(_probe_here()))"
+    )
+    cmd = [*_unshare(), sys.executable, "-c", code, str(_PKG_ROOT)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        return {"private": False, "kernel": platform.release(), "notes": {"private": tail}}
+    return {"private": True, **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def _unshare() -> list[str]:
+    exe = shutil.which("unshare")
+    if exe is None:
+        raise NetworkError("no `unshare` binary on PATH (install util-linux)")
+    return [exe, "--user", "--map-root-user", "--net", "--"]
