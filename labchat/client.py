@@ -176,10 +176,37 @@ class Client:
         try:
             reply = self._wait_reply((p.Bye,))
             text = reply.text if isinstance(reply, p.Bye) else ""
+            self._await_close(timeout=1.0)
         except ConnectionClosed:
             text = ""
         self.close()
         return text
+
+    def _await_close(self, timeout: float) -> None:
+        """After BYE the server closes first; wait (bounded) for its close_notify and FIN.
+
+        Closing at once would race the server's close: its TLS close_notify could arrive at
+        a socket we had already closed, and our kernel would answer with a RST. Waiting keeps
+        the teardown the textbook one (server FIN first, server in TIME_WAIT).
+        """
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                event = self._next(left)  # raises ConnectionClosed at the server's EOF
+                if event is None:
+                    return
+                self._events.append(event)
+        except ConnectionClosed:
+            # Over TLS the EOF we saw is the server's close_notify; its FIN follows a moment
+            # later. Wait for the FIN too (Linux reports it as POLLRDHUP), so our FIN is the
+            # second one whatever the scheduling.
+            rdhup = getattr(select, "POLLRDHUP", 0)
+            if isinstance(self.sock, ssl.SSLSocket) and rdhup:
+                poller = select.poll()
+                poller.register(self.sock.fileno(), rdhup)
+                poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
+        except OSError:
+            return
 
     def recv(self, timeout: float | None = None) -> p.ServerMessage | None:
         """The next event from the server (Msg, Priv, Join, Leave, ...), or None on timeout.

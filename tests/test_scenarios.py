@@ -203,3 +203,19 @@ def test_scenario_registry():
     assert {"bad-login", "refused", "abort", "half-close"} <= set(scenarios.names())
     with pytest.raises(KeyError, match="known: tcp-chat"):
         scenarios.get("nope")
+
+
+@pytest.mark.capture
+@pytest.mark.parametrize("name", ["tcp-chat", "tls12-chat", "tls13-chat"])
+def test_chat_after_QUIT_ends_with_the_server_closing_first_and_no_reset(fresh, name):
+    # The client waits for the server's close after BYE; closing at once used to race the
+    # server's close_notify, and the client's kernel answered it with a RST.
+    from labchat import analysis
+
+    result = fresh[name]
+    conns = analysis.load(result.pcap, keylog=result.keylog).connections()
+    chat = [c for c in conns if c.teardown() is not None]
+    assert chat, "no connection with a teardown"
+    for conn in chat:
+        assert not conn.resets(), [s.label() for s in conn.resets()]
+        assert conn.teardown().first_closer == "server"
