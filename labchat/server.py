@@ -207,6 +207,50 @@ def _readable(socks: list, timeout: float | None) -> list:
     return [s for s in socks if s.fileno() in ready]
 
 
+class _Waiter:
+    """A session's wait for "woken up, or the socket is readable", built once per session.
+
+    A fresh poll object per loop turn costs two `register()` calls; the session loop turns
+    once per delivered line, so it keeps two: one watching the wake-up pipe and the socket,
+    one (used while flood control holds lines back) watching the pipe only.
+    """
+
+    def __init__(self, wake: socket.socket, sock: socket.socket) -> None:
+        self._wake, self._sock = wake, sock
+        self._wake_fd, self._sock_fd = wake.fileno(), sock.fileno()
+        self._both = self._wake_only = None
+        if hasattr(select, "poll"):
+            self._both, self._wake_only = select.poll(), select.poll()
+            for poller in (self._both, self._wake_only):
+                poller.register(self._wake_fd, select.POLLIN)
+            self._both.register(self._sock_fd, select.POLLIN)
+
+    def wait(self, with_sock: bool, timeout: float) -> tuple[bool, bool]:
+        """Block up to *timeout* seconds; return (woken, socket readable)."""
+        if self._both is None:  # no poll() (Windows): select() on the two sockets
+            socks = [self._wake, self._sock] if with_sock else [self._wake]
+            ready = select.select(socks, [], [], timeout)[0]
+            return self._wake in ready, self._sock in ready
+        poller = self._both if with_sock else self._wake_only
+        woken = readable = False
+        for fd, _ in poller.poll(timeout * 1000):
+            if fd == self._wake_fd:
+                woken = True
+            else:
+                readable = True  # POLLIN, or POLLHUP/POLLERR: recv() will say which
+        return woken, readable
+
+
+def _wait_io(sock: socket.socket, writing: bool, timeout: float) -> bool:
+    """Wait up to *timeout* seconds until *sock* is writable (or readable); True if it is."""
+    if not hasattr(select, "poll"):
+        lists = ([], [sock], []) if writing else ([sock], [], [])
+        return any(select.select(*lists, timeout))
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT if writing else select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
 class _Closing(Exception):
     """Raised inside a session thread to end it; carries the ERR line to send, if any."""
 
@@ -286,6 +330,11 @@ class Session:
         try:
             self._handshake()
             self._handshaking = False
+            # From here on the socket is non-blocking, set once: the loop waits in poll() with
+            # its own deadlines. A socket with a timeout costs an ioctl per settimeout() and,
+            # for TLS, a poll() before every SSL_write (CPython's _ssl checks writability
+            # first), each one a GIL hand-off; the loop turns once per delivered line.
+            self.sock.setblocking(False)
             self._write(p.encode(p.Hello(f"welcome to labchat on {self.server.describe()}")))
             self._loop()
         except _Closing as closing:
@@ -340,6 +389,8 @@ class Session:
         connected = last_input = time.monotonic()
         line_started: float | None = None
         ping_sent: float | None = None
+        waiter = _Waiter(self._wake_r, self.sock)
+        is_tls = isinstance(self.sock, ssl.SSLSocket)
 
         while True:
             now = time.monotonic()
@@ -382,14 +433,15 @@ class Session:
 
             # While lines are held back we stop reading: the client's own TCP window fills,
             # and nobody else waits for it.
-            watch = [self._wake_r] if pending else [self._wake_r, self.sock]
-            ready_now = not pending and isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
-            readable = [self.sock] if ready_now else _readable(watch, wait)
-            if self._wake_r in readable:
+            if not pending and is_tls and self.sock.pending():
+                woken, readable = False, True  # decrypted bytes already buffered in OpenSSL
+            else:
+                woken, readable = waiter.wait(not pending, wait)
+            if woken:
                 self._drain_wake()
 
             now = time.monotonic()
-            if self.sock in readable:
+            if readable:
                 data = self._read()
                 if data is None:
                     continue  # a TLS record still arriving
@@ -416,12 +468,11 @@ class Session:
                 raise _Closing("idle timeout", p.Err("timeout", "no answer to PING"))
 
     def _read(self) -> bytes | None:
-        # A short timeout: if only part of a TLS record has arrived, come back to the loop
-        # (and the outbox) rather than wait for the rest.
-        self.sock.settimeout(0.5)
+        # Non-blocking: if only part of a TLS record has arrived, come back to the loop (and
+        # the outbox) rather than wait for the rest; poll() says when more arrives.
         try:
             return self.sock.recv(self.RECV_SIZE)
-        except (TimeoutError, ssl.SSLWantReadError):
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
             return None
 
     def _handle(self, event: p.Line | p.LineTooLong | p.BadEncoding) -> None:
@@ -448,22 +499,30 @@ class Session:
             self._write(data)
 
     def _write(self, data: bytes) -> None:
-        # Short slices instead of one long sendall: a write blocked on a client that does not
+        # The socket is non-blocking. While the kernel's send buffer is full, wait for room in
+        # short slices instead of one long wait: a write blocked on a client that does not
         # read must notice when its outbox overflows (deliver() sets _slow from another
         # thread) instead of sitting out the whole write_timeout. Retrying send() with the
-        # same bytes after a timeout is what OpenSSL asks for (CPython sets
-        # SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), and a plain socket sends nothing on a timeout.
-        deadline = time.monotonic() + self.limits.write_timeout
+        # same bytes after SSLWantWriteError is what OpenSSL asks for (CPython sets
+        # SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER); a plain socket reports what it sent.
         view = memoryview(data)
-        self.sock.settimeout(min(0.25, self.limits.write_timeout))
+        deadline: float | None = None
         while view:
             try:
                 view = view[self.sock.send(view) :]
-            except TimeoutError as exc:
-                if self._slow:  # no ERR: the pipe is full and a TLS record is half written
-                    raise _Closing("slow consumer (not reading)") from exc
-                if time.monotonic() >= deadline:
-                    raise _Closing("write timed out (client not reading)") from exc
+                continue
+            except (ssl.SSLWantWriteError, BlockingIOError):
+                writing = True
+            except ssl.SSLWantReadError:  # TLS 1.2 renegotiation: OpenSSL must read first
+                writing = False
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self.limits.write_timeout
+            ready = _wait_io(self.sock, writing, min(0.25, self.limits.write_timeout))
+            if not ready and self._slow:  # no ERR: the pipe is full, a record half written
+                raise _Closing("slow consumer (not reading)")
+            if time.monotonic() >= deadline:
+                raise _Closing("write timed out (client not reading)")
 
     def _write_best_effort(self, data: bytes) -> None:
         try:
