@@ -514,8 +514,17 @@ class Sniffer:
         sn = self._sniffer
         if sn is None:
             raise CaptureError("sniffer was never started")
-        deadline = time.monotonic() + _DRAIN_MAX_S
-        while time.monotonic() - self._last_packet < quiet and time.monotonic() < deadline:
+        # Quiet is counted from the later of the last packet seen and this call: libpcap
+        # hands packets over in TPACKET_V3 blocks that the kernel retires only when full or
+        # after the 100 ms block timeout, so the scenario's last packets may not have reached
+        # us yet even though the wire went quiet long ago (a bad-login capture lost its
+        # ERR, FINs and ACKs this way, one run in two).
+        called = time.monotonic()
+        deadline = called + _DRAIN_MAX_S
+        while (
+            time.monotonic() - max(self._last_packet, called) < quiet
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.02)
         died_early = not sn.running
         if sn.running:

@@ -79,6 +79,16 @@ def check_shape(result: capture.CaptureResult) -> None:
     client = conns[0]["client_port"]
     from_client = [t for t in tcp if t.sport == client]
     from_server = [t for t in tcp if t.sport == server_port]
+    if name not in ("abort",):
+        # Every connection ends in the capture: both FINs are there (a sniffer stopped too
+        # early used to lose a scenario's last segments).
+        for c in conns:
+            fins = {
+                t.sport
+                for t in tcp
+                if int(t.flags) & FIN and c["client_port"] in (t.sport, t.dport)
+            }
+            assert fins == {c["client_port"], server_port}, (name, c)
     if name == "abort":
         assert int(from_client[-1].flags) & RST
         assert not any(int(t.flags) & FIN for t in tcp)
