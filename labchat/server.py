@@ -137,6 +137,7 @@ class Room:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._members: dict[str, Session] = {}
+        self._everyone: tuple[Session, ...] = ()  # _members' values, rebuilt on join/leave
         self.accepted = 0  # SAY lines accepted so far (the room's sequence number)
 
     def names(self) -> list[str]:
@@ -153,10 +154,12 @@ class Room:
             if user in self._members:
                 return False
             self._members[user] = session
+            self._everyone = tuple(self._members.values())
             session.user = user
-            session.deliver(p.encode(p.Ok(user)))
-            self._fan_out(p.encode(p.Join(user)), skip=session)
-            return True
+            session.queue(p.encode(p.Ok(user)))
+            members = self._fan_out(p.encode(p.Join(user)), skip=session)
+        _wake_all(members)
+        return True
 
     def leave(self, session: Session) -> None:
         with self._lock:
@@ -164,13 +167,16 @@ class Room:
             if user is None or self._members.get(user) is not session:
                 return
             del self._members[user]
-            self._fan_out(p.encode(p.Leave(user)), skip=session)
+            self._everyone = tuple(self._members.values())
+            members = self._fan_out(p.encode(p.Leave(user)))
+        _wake_all(members)
 
     def say(self, session: Session, text: str) -> None:
         data = p.encode(p.Msg(session.user or "?", text))
         with self._lock:
             self.accepted += 1
-            self._fan_out(data)
+            members = self._fan_out(data)
+        _wake_all(members)
 
     def tell(self, sender: Session, user: str, text: str) -> bool:
         data = p.encode(p.Priv(sender.user or "?", text))
@@ -178,18 +184,30 @@ class Room:
             target = self._members.get(user)
             if target is None:
                 return False
-            target.deliver(data)
-            return True
+            target.queue(data)
+        target.wake()
+        return True
 
     def broadcast(self, data: bytes) -> None:
         with self._lock:
-            self._fan_out(data)
+            members = self._fan_out(data)
+        _wake_all(members)
 
-    def _fan_out(self, data: bytes, skip: Session | None = None) -> None:
-        # Called with the lock held. deliver() never blocks: it only queues and wakes.
-        for member in self._members.values():
+    def _fan_out(self, data: bytes, skip: Session | None = None) -> tuple[Session, ...]:
+        # Called with the lock held: only queue here, and let the caller wake the members
+        # after releasing the lock. Each wake-up is a send() that releases the GIL, and a
+        # member woken while the lock was held would take the GIL and keep the room (every
+        # other sender) waiting; the order lives in the outboxes, so waking later is safe.
+        members = self._everyone
+        for member in members:
             if member is not skip:
-                member.deliver(data)
+                member.queue(data)
+        return members
+
+
+def _wake_all(members: tuple[Session, ...]) -> None:
+    for member in members:
+        member.wake()
 
 
 def _readable(socks: list, timeout: float | None) -> list:
@@ -289,12 +307,20 @@ class Session:
 
     def deliver(self, data: bytes) -> None:
         """Queue *data* for this client and wake its thread. Never blocks."""
+        self.queue(data)
+        self.wake()
+
+    def queue(self, data: bytes) -> None:
+        """Queue *data* without waking the thread; the caller calls `wake()` afterwards."""
         if self._slow:
             return
         if not self.outbox.put(data):
             # Redis and IRC servers drop a client whose output backs up rather than let it
             # hold memory or stall the room. Everything already queued stays in order.
             self._slow = True
+
+    def wake(self) -> None:
+        """Wake the session's thread to flush its outbox (after `queue()`). Never blocks."""
         self._wake()
 
     def request_stop(self, reason: str) -> None:
