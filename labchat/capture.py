@@ -608,7 +608,8 @@ class CaptureResult:
         )
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """Versions of what shaped a capture, for its manifest."""
     try:
         import scapy
 
@@ -725,7 +726,7 @@ def _capture_scenarios_here(
                 "keylog": "keys.log" if keylog else None,
                 "decryption_secrets_block": bool(keylog),
             },
-            "versions": _versions(),
+            "versions": versions(),
         }
         _write_capture(directory, scenario=name, packets=packets, keylog=keylog, manifest=manifest)
         manifests.append(manifest)
@@ -997,7 +998,7 @@ def capture_live(
             "decryption_secrets_block": bool(key_bytes),
             "stopped_by": "ctrl-c" if interrupted else ("count" if count else "duration"),
         },
-        "versions": _versions(),
+        "versions": versions(),
     }
     _write_capture(out, scenario="live", packets=packets, keylog=key_bytes, manifest=manifest)
     return CaptureResult.from_directory(out, mode)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -372,24 +370,6 @@ def _get(name: str) -> NetworkScenario:
 # --------------------------------------------------------------------------------------------
 
 
-def _versions() -> dict[str, str]:
-    try:
-        import scapy
-
-        scapy_version = scapy.__version__
-    except ImportError:  # pragma: no cover - scapy is a dependency
-        scapy_version = "missing"
-    from labchat import __version__
-
-    return {
-        "labchat": __version__,
-        "python": platform.python_version(),
-        "openssl": ssl.OPENSSL_VERSION,
-        "scapy": scapy_version,
-        "kernel": platform.release(),
-    }
-
-
 def _capture_here(name: str, directory: Path, mode: capture.CaptureMode, port: int,
                   pause: float) -> dict:  # fmt: skip
     """Build the network, run the scenario with a sniffer on the server's interface, write."""
@@ -436,7 +416,7 @@ def _capture_here(name: str, directory: Path, mode: capture.CaptureMode, port: i
             "keylog": None,
             "decryption_secrets_block": False,
         },
-        "versions": _versions(),
+        "versions": capture.versions(),
     }
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "keys.log").unlink(missing_ok=True)
