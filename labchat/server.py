@@ -210,23 +210,9 @@ def _wake_all(members: tuple[Session, ...]) -> None:
         member.wake()
 
 
-def _readable(socks: list, timeout: float | None) -> list:
-    """``select.select(socks, [], [], timeout)[0]`` for any descriptor number.
-
-    select() only takes descriptors below FD_SETSIZE (1024); 512 clients need about 1,500
-    (a socket and a wake-up pair each), so use poll() where there is one (not on Windows).
-    """
-    if not hasattr(select, "poll"):
-        return select.select(socks, [], [], timeout)[0]
-    poller = select.poll()
-    for s in socks:
-        poller.register(s, select.POLLIN)
-    ready = {fd for fd, _ in poller.poll(None if timeout is None else timeout * 1000)}
-    return [s for s in socks if s.fileno() in ready]
-
-
 class _Waiter:
-    """A session's wait for "woken up, or the socket is readable", built once per session.
+    """A wait for "woken up, or the socket is readable", built once per session (and once
+    for the accept loop).
 
     A fresh poll object per loop turn costs two `register()` calls; the session loop turns
     once per delivered line, so it keeps two: one watching the wake-up pipe and the socket,
@@ -243,15 +229,19 @@ class _Waiter:
                 poller.register(self._wake_fd, select.POLLIN)
             self._both.register(self._sock_fd, select.POLLIN)
 
-    def wait(self, with_sock: bool, timeout: float) -> tuple[bool, bool]:
-        """Block up to *timeout* seconds; return (woken, socket readable)."""
+    def wait(self, with_sock: bool, timeout: float | None) -> tuple[bool, bool]:
+        """Block up to *timeout* seconds (None: no limit); return (woken, socket readable).
+
+        select() only takes descriptors below FD_SETSIZE (1024); 512 clients need about 1,500
+        (a socket and a wake-up pair each), so poll() is used where there is one.
+        """
         if self._both is None:  # no poll() (Windows): select() on the two sockets
             socks = [self._wake, self._sock] if with_sock else [self._wake]
             ready = select.select(socks, [], [], timeout)[0]
             return self._wake in ready, self._sock in ready
         poller = self._both if with_sock else self._wake_only
         woken = readable = False
-        for fd, _ in poller.poll(timeout * 1000):
+        for fd, _ in poller.poll(None if timeout is None else timeout * 1000):
             if fd == self._wake_fd:
                 woken = True
             else:
@@ -361,7 +351,7 @@ class Session:
             # for TLS, a poll() before every SSL_write (CPython's _ssl checks writability
             # first), each one a GIL hand-off; the loop turns once per delivered line.
             self.sock.setblocking(False)
-            self._write(p.encode(p.Hello(f"welcome to labchat on {self.server.describe()}")))
+            self._write(self.server.hello)
             self._loop()
         except _Closing as closing:
             reason = closing.reason
@@ -400,12 +390,18 @@ class Session:
                 self.raw, server_side=True, do_handshake_on_connect=False
             )
             self.sock.do_handshake()
-            log.info(
-                "%s TLS handshake done: %s %s",
-                self._who(),
-                self.sock.version(),
-                self.sock.cipher()[0] if self.sock.cipher() else "",
-            )
+            # DEBUG, not INFO: the version and cipher go on the login line, so a connection
+            # logs connect, login and disconnect (three lines, not four; each one is a
+            # LogRecord, a formatted time and a write() on the handshake's critical path).
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s TLS handshake done: %s", self._who(), self.tls_summary())
+
+    def tls_summary(self) -> str:
+        """``"TLSv1.3 TLS_AES_256_GCM_SHA384"`` after the handshake; "plaintext" without TLS."""
+        if not isinstance(self.sock, ssl.SSLSocket):
+            return "plaintext"
+        cipher = self.sock.cipher()
+        return f"{self.sock.version()} {cipher[0] if cipher else ''}".strip()
 
     def _loop(self) -> None:
         limits = self.limits
@@ -582,7 +578,8 @@ class Session:
             # `openssl s_client`) report "unexpected eof while reading" and exit 1. Don't
             # wait for the peer's close_notify: non-blocking, best effort.
             try:
-                self.sock.settimeout(0)
+                if self.sock.gettimeout() != 0:  # already non-blocking after a handshake
+                    self.sock.settimeout(0)
                 self.sock.unwrap()
             except (OSError, ValueError):
                 pass
@@ -676,6 +673,7 @@ class Server:
             store = users if isinstance(users, UserStore) else UserStore(users)
             self.auth = Authenticator(store)
         self.room = Room()
+        self.hello = p.encode(p.Hello(f"welcome to labchat on {self.describe()}"))
         self._host, self._port = host, port
         self._listener: socket.socket | None = None
         self._sessions: set[Session] = set()
@@ -772,10 +770,13 @@ class Server:
     def _accept_loop(self) -> None:
         assert self._listener is not None
         listener = self._listener
+        # One poller for the loop's life (not one per accepted connection): the listener and
+        # the close() wake-up pipe.
+        waiter = _Waiter(self._wake_r, listener)
         try:
             while not self._closing.is_set():
-                ready = _readable([listener, self._wake_r], None)
-                if self._wake_r in ready:
+                woken, _ = waiter.wait(True, None)
+                if woken:
                     break
                 try:
                     sock, peer = listener.accept()
@@ -890,4 +891,4 @@ class Server:
         if not self.room.join(session, user):
             reply(p.Err("auth", f"{user} is already logged in on another connection"))
             return
-        log.info("%s logged in", session._who())
+        log.info("%s logged in (%s)", session._who(), session.tls_summary())
