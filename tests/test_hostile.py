@@ -94,6 +94,17 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = ""
         time.sleep(0.01)
 
 
+def wait_for_leave(watcher: Client, user: str, timeout: float) -> list[p.ServerMessage]:
+    """Read *watcher*'s events until `LEAVE user` arrives; return everything read."""
+    events: list[p.ServerMessage] = []
+    wait_for(
+        lambda: events.extend(watcher.recv_all(0.05)) or p.Leave(user) in events,
+        timeout,
+        f"LEAVE {user}",
+    )
+    return events
+
+
 def assert_room_works(lab: Lab, server: Server, within: float = 1.0) -> None:
     """A legitimate client connects, logs in, chats and leaves within *within* seconds."""
     start = time.monotonic()
@@ -259,12 +270,7 @@ def test_idle_client_gets_ping_then_timeout(lab: Lab) -> None:
         reader = threading.Thread(target=lambda: result.append(read_until_closed(sock)))
         reader.start()  # alice reads but never answers the PING
         # The watcher answers PINGs (Client does that in recv) and so stays.
-        events: list[p.ServerMessage] = []
-        wait_for(
-            lambda: events.extend(watcher.recv_all(0.05)) or p.Leave("alice") in events,
-            3.0,
-            "LEAVE alice",
-        )
+        events = wait_for_leave(watcher, "alice", 3.0)
         reader.join(5.0)
         sock.close()
         data, elapsed = result[0]
@@ -503,12 +509,7 @@ def test_reset_mid_line_announces_leave(lab: Lab) -> None:
         alice.send_raw(b"SAY this line never ends")
         time.sleep(0.05)
         reset(alice.sock)
-        events = []
-        wait_for(
-            lambda: events.extend(watcher.recv_all(0.05)) or p.Leave("alice") in events,
-            2.0,
-            "LEAVE alice",
-        )
+        events = wait_for_leave(watcher, "alice", 2.0)
         assert not [e for e in events if isinstance(e, p.Msg)]
         wait_for(lambda: server.client_count == 1, 2.0, "alice's slot to be freed")
         watcher.close()
@@ -524,12 +525,7 @@ def test_tls_fin_without_close_notify(lab: Lab) -> None:
         raw.shutdown(socket.SHUT_RDWR)
         raw.close()
         alice.close()
-        events: list[p.ServerMessage] = []
-        wait_for(
-            lambda: events.extend(watcher.recv_all(0.05)) or p.Leave("alice") in events,
-            2.0,
-            "LEAVE alice",
-        )
+        wait_for_leave(watcher, "alice", 2.0)
         wait_for(lambda: server.client_count == 1, 2.0, "alice's slot to be freed")
         watcher.close()
         assert_room_works(lab, server)
@@ -541,12 +537,7 @@ def test_half_closed_client_is_let_go(lab: Lab) -> None:
         alice = lab.login(server, "alice")
         raw = socket.socket(fileno=os.dup(alice.sock.fileno()))
         raw.shutdown(socket.SHUT_WR)  # half-close: FIN sent, still able to read
-        events: list[p.ServerMessage] = []
-        wait_for(
-            lambda: events.extend(watcher.recv_all(0.05)) or p.Leave("alice") in events,
-            2.0,
-            "LEAVE alice",
-        )
+        wait_for_leave(watcher, "alice", 2.0)
         wait_for(lambda: server.client_count == 1, 2.0, "alice's slot to be freed")
         raw.close()
         alice.close()
