@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import html
 import io
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from .pcapng import strip_secrets
 
 __all__ = [
     "AnalysisError",
@@ -1027,7 +1030,11 @@ def _looks_like_tls(data: bytes) -> bool:
 
 
 def load(
-    path: str | Path, *, keylog: str | Path | None = None, tls_ports: Iterable[int] = ()
+    path: str | Path,
+    *,
+    keylog: str | Path | None = None,
+    tls_ports: Iterable[int] = (),
+    embedded_keys: bool = True,
 ) -> Capture:
     """Read a pcap or pcapng capture and work out its TCP connections and TLS messages.
 
@@ -1037,6 +1044,9 @@ def load(
             given, TLS 1.2 and 1.3 application data is decrypted.
         tls_ports: extra server ports to decode as TLS. Ports 443 and 8443 are always tried,
             and any connection whose first client bytes look like a TLS record is too.
+        embedded_keys: use a key log embedded in a pcapng (a Decryption Secrets Block, as
+            labchat writes them) the way Wireshark does. False shows what an eavesdropper
+            without the keys sees, even in a labchat capture.
 
     Returns:
         A :class:`Capture`; anything odd in it is listed in ``Capture.warnings``.
@@ -1080,7 +1090,7 @@ def load(
     tls_conns = [c for c in cap._connections if c.tls]
     if tls_conns:
         try:
-            _attach_tls(cap, tls_conns, keylog)
+            _attach_tls(cap, tls_conns, keylog, embedded_keys)
         except Exception as exc:
             warnings.append(f"TLS decoding failed: {type(exc).__name__}: {exc}")
     for conn in cap._connections:
@@ -1230,7 +1240,7 @@ def _record_messages(layer, ccs_seen: bool) -> tuple[list[tuple[str, Any]], bool
     return out, encrypted, decrypted, _RECORD_TYPES.get(rtype, str(rtype))
 
 
-def _attach_tls(cap: Capture, conns: list[Connection], keylog) -> None:
+def _attach_tls(cap: Capture, conns: list[Connection], keylog, embedded_keys: bool) -> None:
     """Dissect (and with a key log, decrypt) the TLS records of ``conns``."""
     sc = _scapy()
     from scapy.layers.tls.record import TLS
@@ -1249,7 +1259,12 @@ def _attach_tls(cap: Capture, conns: list[Connection], keylog) -> None:
     sc.conf.tls_session_enable = keylog is not None
     sc.conf.tls_nss_filename = str(keylog) if keylog is not None else None
     try:
-        pkts = sc.sniff(offline=str(cap.path), session=sc.TCPSession, quiet=True)
+        if embedded_keys:
+            pkts = sc.sniff(offline=str(cap.path), session=sc.TCPSession, quiet=True)
+        else:  # scapy reads a pcapng's Decryption Secrets Block by itself: read a copy without
+            with tempfile.TemporaryDirectory(prefix="labchat-nokeys-") as tmp:
+                bare = strip_secrets(cap.path, Path(tmp) / "capture.pcapng")
+                pkts = sc.sniff(offline=str(bare), session=sc.TCPSession, quiet=True)
     finally:
         sc.conf.tls_session_enable, sc.conf.tls_nss_filename = old
         # scapy keeps every TLS session it saw (with its keys) in a global registry, keyed by

@@ -17,7 +17,6 @@ import platform
 import socket
 import ssl
 import statistics
-import struct
 import sys
 import tempfile
 import threading
@@ -33,6 +32,7 @@ from . import protocol as p
 from .auth import UserStore
 from .certs import LabCertPaths, create_lab_certs
 from .client import Client
+from .pcapng import strip_secrets
 
 __all__ = [
     "Captured",
@@ -208,28 +208,9 @@ class Captured:
         return b"".join(s.payload for c in self.capture.connections() for s in c.segments)
 
 
-_DSB_BLOCK = 0x0000000A  # pcapng Decryption Secrets Block
-
-
 def strip_keys(pcapng: str | Path, out: str | Path) -> Path:
-    """Copy a pcapng without its Decryption Secrets Blocks: the packets an eavesdropper has.
-
-    labchat's captures carry their TLS key log inside the file (so Wireshark decrypts them
-    with no settings), and scapy uses it too. A lesson about what TLS hides needs the file
-    without it.
-    """
-    data = Path(pcapng).read_bytes()
-    kept, pos = bytearray(), 0
-    while pos + 12 <= len(data):
-        btype, total = struct.unpack_from("<II", data, pos)
-        if total < 12:
-            break
-        if btype != _DSB_BLOCK:
-            kept += data[pos : pos + total]
-        pos += total
-    out = Path(out)
-    out.write_bytes(bytes(kept))
-    return out
+    """Copy a pcapng without its embedded TLS key log (see `labchat.pcapng.strip_secrets`)."""
+    return strip_secrets(pcapng, out)
 
 
 def _load(result: capture.CaptureResult) -> Captured:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["decryption_secrets_block", "read_pcapng_blocks", "write_pcapng"]
+__all__ = ["decryption_secrets_block", "read_pcapng_blocks", "strip_secrets", "write_pcapng"]
 
 
 _SHB = 0x0A0D0D0A
@@ -107,3 +107,23 @@ def read_pcapng_blocks(path: str | Path) -> list[tuple[int, bytes]]:
         blocks.append((btype, data[pos + 8 : pos + total - 4]))
         pos += total
     return blocks
+
+
+def strip_secrets(src: str | Path, out: str | Path) -> Path:
+    """Copy a pcapng without its Decryption Secrets Blocks: the packets an eavesdropper has.
+
+    labchat's captures carry their TLS key log inside the file so Wireshark (and scapy)
+    decrypt them with no settings; a lesson about what TLS hides needs the file without it.
+    """
+    data = Path(src).read_bytes()
+    kept, pos = bytearray(), 0
+    while pos + 12 <= len(data):
+        btype, total = struct.unpack_from("<II", data, pos)
+        if total < 12:
+            break
+        if btype != _DSB:
+            kept += data[pos : pos + total]
+        pos += total
+    out = Path(out)
+    out.write_bytes(bytes(kept))
+    return out

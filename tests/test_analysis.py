@@ -295,3 +295,15 @@ def test_cmd_inspect_prints_facts_and_writes_plot(tmp_path: Path, capsys) -> Non
     assert cmd_inspect(bad) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("labchat inspect: error:")
+
+
+@pytest.mark.parametrize("name", ["tls12-chat", "tls13-chat"])
+def test_load_uses_a_pcapngs_embedded_key_log_unless_told_not_to(name: str) -> None:
+    # labchat's own captures carry their key log as a Decryption Secrets Block.
+    shipped = Path(__file__).resolve().parent.parent / "captures" / name / "capture.pcapng"
+    with_keys = [line for _, line in load(shipped).connection(0).app_lines()]
+    assert any(line.startswith("LOGIN alice ") for line in with_keys)
+    bare = load(shipped, embedded_keys=False).connection(0)
+    assert bare.app_lines() == []
+    data = [m for m in bare.tls_messages() if m.name == "ApplicationData"]
+    assert data and all(m.encrypted and not m.decrypted for m in data)

@@ -209,6 +209,16 @@ def test_write_pcapng_without_key_log_has_no_dsb(tmp_path):
     assert 0x0000000A not in [t for t, _ in pcapng.read_pcapng_blocks(path)]
 
 
+def test_strip_secrets_drops_only_the_key_log(tmp_path):
+    keylog = b"CLIENT_RANDOM " + b"ab" * 32 + b" " + b"cd" * 48 + b"\n"
+    path = pcapng.write_pcapng(tmp_path / "c.pcapng", _fake_packets(), keylog=keylog)
+    bare = pcapng.strip_secrets(path, tmp_path / "bare.pcapng")
+    kept = pcapng.read_pcapng_blocks(bare)
+    assert [t for t, _ in kept] == [0x0A0D0D0A, 0x00000001] + [0x00000006] * 3
+    assert keylog not in bare.read_bytes()
+    assert kept == [b for b in pcapng.read_pcapng_blocks(path) if b[0] != 0x0000000A]
+
+
 @needs_tshark
 def test_write_pcapng_opens_in_tshark(tmp_path):
     path = pcapng.write_pcapng(tmp_path / "c.pcapng", _fake_packets(), keylog=b"# empty\n")
