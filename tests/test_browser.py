@@ -68,6 +68,7 @@ CHROMIUM_FLAGS = [
 
 #: Seconds one notebook may take from Run All Cells to an idle kernel with every cell run.
 RUN_TIMEOUT = 120.0
+RESTART_AFTER = 10.0
 
 
 @dataclass(frozen=True)
@@ -312,12 +313,22 @@ def _code_cells_to_run(path: Path) -> int:
 
 
 def _run_all_cells(page: Page, panel: Locator, expected: int, lab: JupyterLab) -> float:
-    """Run > Run All Cells, then wait until every cell ran (or one failed) and all is idle."""
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    run_all = page.locator('.lm-Menu-item[data-command="runmenu:run-all"]')
-    assert run_all.inner_text().strip().startswith("Run All Cells"), run_all.inner_text()
-    run_all.click()
-    start = time.monotonic()
+    """Run > Run All Cells, then wait until every cell ran (or one failed) and all is idle.
+
+    A Run All issued while the new notebook's kernel is still connecting is dropped by
+    JupyterLab (every prompt stays "[ ]:", seen once in CI). If nothing at all has started
+    after RESTART_AFTER seconds, the menu command is given again, at most twice.
+    """
+
+    def click_run_all() -> None:
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        run_all = page.locator('.lm-Menu-item[data-command="runmenu:run-all"]')
+        assert run_all.inner_text().strip().startswith("Run All Cells"), run_all.inner_text()
+        run_all.click()
+
+    click_run_all()
+    start = clicked = time.monotonic()
+    retries = 0
     prompts = panel.locator(".jp-CodeCell .jp-InputPrompt")
     while True:
         lab.remember_children()  # capture helpers, servers: stop() ends them all
@@ -329,6 +340,11 @@ def _run_all_cells(page: Page, panel: Locator, expected: int, lab: JupyterLab) -
         errors = panel.locator(ERROR_OUTPUTS).count()
         if idle and not running and (done >= expected or errors):
             return time.monotonic() - start
+        nothing_started = idle and not running and done == 0
+        if nothing_started and time.monotonic() - clicked > RESTART_AFTER and retries < 2:
+            retries += 1
+            click_run_all()
+            clicked = time.monotonic()
         if time.monotonic() - start > RUN_TIMEOUT:
             pytest.fail(
                 f"cells still running after {RUN_TIMEOUT} s: {done}/{expected} done, "
