@@ -63,6 +63,18 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
     return fig, fig.add_subplot()
 
 
+def _time_axes(ax: Axes, ylabel: str, title: str, *, from_zero: bool = False) -> None:
+    """The finish every time-based plot shares: labels, title, grid and a legend if any."""
+    ax.set_xlabel("time since first packet (ms)")
+    ax.set_ylabel(ylabel)
+    if from_zero:
+        ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left")
+
+
 def _compressed_times(times: list[float]) -> tuple[list[float], list[tuple[float, float]]]:
     """Map real times to ladder rows: one row per segment, longer gaps get a little more room.
 
@@ -288,12 +300,9 @@ def time_sequence(conn: Connection, ax: Axes | None = None) -> Figure:
                                  [b[1] for _, b in sacked], colors="#8e44ad", lw=5, alpha=0.5,
                                  label=f"SACK blocks ({name} data received)")  # fmt: skip
                 coll.set_gid(f"sack-{name}")
-    ax.set_xlabel("time since first packet (ms)")
-    ax.set_ylabel("relative sequence number (bytes)")
-    ax.set_title(f"Time-sequence graph, connection #{conn.stream}", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="upper left")
+    _time_axes(
+        ax, "relative sequence number (bytes)", f"Time-sequence graph, connection #{conn.stream}"
+    )
     return fig
 
 
@@ -320,13 +329,9 @@ def in_flight(conn: Connection, direction: str | None = None, ax: Axes | None = 
                           where="post", color="#555555", lw=1.2,
                           label="receiver's advertised window")  # fmt: skip
         line.set_gid("receive-window")
-    ax.set_xlabel("time since first packet (ms)")
-    ax.set_ylabel("bytes")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"Bytes in flight, connection #{conn.stream} ({direction})", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="upper left")
+    _time_axes(
+        ax, "bytes", f"Bytes in flight, connection #{conn.stream} ({direction})", from_zero=True
+    )
     return fig
 
 
@@ -352,13 +357,7 @@ def rtt(conn: Connection, direction: str | None = None, ax: Axes | None = None,
         if ys:
             (line,) = ax.plot(t, [y * 1000 for y in ys], style, ms=3, color=colour, label=label)
             line.set_gid(gid)
-    ax.set_xlabel("time since first packet (ms)")
-    ax.set_ylabel("RTT (ms)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"Round-trip time, connection #{conn.stream}", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="upper left")
+    _time_axes(ax, "RTT (ms)", f"Round-trip time, connection #{conn.stream}", from_zero=True)
     return fig
 
 
