@@ -188,11 +188,6 @@ class Room:
         target.wake()
         return True
 
-    def broadcast(self, data: bytes) -> None:
-        with self._lock:
-            members = self._fan_out(data)
-        _wake_all(members)
-
     def _fan_out(self, data: bytes, skip: Session | None = None) -> tuple[Session, ...]:
         # Called with the lock held: only queue here, and let the caller wake the members
         # after releasing the lock. Each wake-up is a send() that releases the GIL, and a
