@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import TIMEOUT
 
 from labchat.auth import UserStore
 from labchat.certs import LabCertPaths, create_lab_certs
@@ -32,9 +33,6 @@ PASSWORDS = {
     "bob": "bob-password",
     "carol": "carol-password",
 }
-
-#: Seconds any single wait in a test may take before it counts as a hang.
-TIMEOUT = 5.0
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,11 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 
 from labchat import protocol as p
 from labchat.auth import Authenticator, LoginThrottle, UserStore
@@ -86,18 +87,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     return Lab(tmp_path_factory.mktemp("hostile"))
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.01)
-
-
 def wait_for_leave(watcher: Client, user: str, timeout: float) -> list[p.ServerMessage]:
     """Read *watcher*'s events until `LEAVE user` arrives; return everything read."""
     events: list[p.ServerMessage] = []
-    wait_for(
+    wait_until(
         lambda: events.extend(watcher.recv_all(0.05)) or p.Leave(user) in events,
         timeout,
         f"LEAVE {user}",
@@ -117,7 +110,7 @@ def assert_room_works(lab: Lab, server: Server, within: float = 1.0) -> None:
         checker.quit()
     elapsed = time.monotonic() - start
     assert elapsed < within, f"a legitimate client needed {elapsed:.2f} s"
-    wait_for(lambda: "checker" not in server.room.names(), 2.0, "checker to leave")
+    wait_until(lambda: "checker" not in server.room.names(), 2.0, "checker to leave")
 
 
 def raw_connect(server: Server) -> socket.socket:
@@ -206,7 +199,7 @@ def test_plaintext_on_tls_port_gets_plaintext_error(lab: Lab, payload: bytes) ->
         sock.close()
         assert len(lines(data)) == 1
         assert lines(data)[0].startswith("ERR syntax this port speaks TLS")
-        wait_for(lambda: server.client_count == 0, 2.0, "the session to end")
+        wait_until(lambda: server.client_count == 0, 2.0, "the session to end")
         assert_room_works(lab, server)
 
 
@@ -221,7 +214,7 @@ def test_silent_connection_closed_after_handshake_timeout(lab: Lab) -> None:
         assert data == b""
         assert 0.4 <= elapsed < 1.5
         # The FIN we read leaves before the session thread has forgotten itself.
-        wait_for(lambda: server.client_count == 0, 2.0, "the session to end")
+        wait_until(lambda: server.client_count == 0, 2.0, "the session to end")
         assert_room_works(lab, server)
 
 
@@ -257,7 +250,7 @@ def test_slowloris_closed_by_line_timeout(lab: Lab) -> None:
                 with pytest.raises(ConnectionClosed):
                     alice.recv_all(1.0)
             assert time.monotonic() - start < 1.5
-        wait_for(lambda: server.client_count == 0, 2.0, "the session to end")
+        wait_until(lambda: server.client_count == 0, 2.0, "the session to end")
         assert_room_works(lab, server)
 
 
@@ -387,7 +380,7 @@ def test_client_that_never_reads_is_dropped_others_keep_receiving(lab: Lab) -> N
             sleeper_raw, server_hostname="127.0.0.1"
         )
         sleeper.sendall(b"LOGIN carol " + PASSWORD.encode() + b"\n")
-        wait_for(lambda: "carol" in server.room.names(), 2.0, "carol to log in")
+        wait_until(lambda: "carol" in server.room.names(), 2.0, "carol to log in")
         listener.recv_all(0.05)
         talker.recv_all(0.05)
 
@@ -418,7 +411,7 @@ def test_client_that_never_reads_is_dropped_others_keep_receiving(lab: Lab) -> N
         print(f"\nslow consumer dropped after {dropped_after:.2f} s, {sent} lines of {size} B sent")
         listener.close()
         talker.close()
-        wait_for(lambda: server.client_count == 0, 3.0, "sessions to end")
+        wait_until(lambda: server.client_count == 0, 3.0, "sessions to end")
         assert_room_works(lab, server)
 
 
@@ -470,7 +463,7 @@ def test_600_connections_against_max_clients_512(lab: Lab, many_fds: None) -> No
         finally:
             for client in held:
                 client.close()
-        wait_for(lambda: server.client_count == 0, 10.0, "all sessions to end")
+        wait_until(lambda: server.client_count == 0, 10.0, "all sessions to end")
         assert_room_works(lab, server)
     elapsed = time.monotonic() - start
     print(f"\n{max_clients} held, {len(busy)} got ERR busy, in {elapsed:.1f} s")
@@ -483,7 +476,7 @@ def test_busy_reply_is_tls_then_clean_close(lab: Lab) -> None:
             with tls_connect(lab, server) as sock:
                 data, _ = read_until_closed(sock)
             assert lines(data) == ["ERR busy server full, try again later"]
-        wait_for(lambda: server.client_count == 0, 2.0, "the session to end")
+        wait_until(lambda: server.client_count == 0, 2.0, "the session to end")
         assert_room_works(lab, server)
 
 
@@ -498,7 +491,7 @@ def test_reset_mid_handshake(lab: Lab) -> None:
             sock.sendall(hello[:cut])
             time.sleep(0.02)
             reset(sock)
-        wait_for(lambda: server.client_count == 0, 2.0, "the sessions to end")
+        wait_until(lambda: server.client_count == 0, 2.0, "the sessions to end")
         assert_room_works(lab, server)
 
 
@@ -511,7 +504,7 @@ def test_reset_mid_line_announces_leave(lab: Lab) -> None:
         reset(alice.sock)
         events = wait_for_leave(watcher, "alice", 2.0)
         assert not [e for e in events if isinstance(e, p.Msg)]
-        wait_for(lambda: server.client_count == 1, 2.0, "alice's slot to be freed")
+        wait_until(lambda: server.client_count == 1, 2.0, "alice's slot to be freed")
         watcher.close()
         assert_room_works(lab, server)
 
@@ -526,7 +519,7 @@ def test_tls_fin_without_close_notify(lab: Lab) -> None:
         raw.close()
         alice.close()
         wait_for_leave(watcher, "alice", 2.0)
-        wait_for(lambda: server.client_count == 1, 2.0, "alice's slot to be freed")
+        wait_until(lambda: server.client_count == 1, 2.0, "alice's slot to be freed")
         watcher.close()
         assert_room_works(lab, server)
 
@@ -538,7 +531,7 @@ def test_half_closed_client_is_let_go(lab: Lab) -> None:
         raw = socket.socket(fileno=os.dup(alice.sock.fileno()))
         raw.shutdown(socket.SHUT_WR)  # half-close: FIN sent, still able to read
         wait_for_leave(watcher, "alice", 2.0)
-        wait_for(lambda: server.client_count == 1, 2.0, "alice's slot to be freed")
+        wait_until(lambda: server.client_count == 1, 2.0, "alice's slot to be freed")
         raw.close()
         alice.close()
         watcher.close()
@@ -553,14 +546,14 @@ def test_vanished_client_dropped_by_idle_timeout(lab: Lab) -> None:
         ghost = lab.login(server, "alice")  # never reads, never writes again
         events: list[p.ServerMessage] = []
         start = time.monotonic()
-        wait_for(
+        wait_until(
             lambda: events.extend(watcher.recv_all(0.05)) or p.Leave("alice") in events,
             3.0,
             "LEAVE alice",
         )
         assert time.monotonic() - start < 1.5
         # LEAVE goes out first, then the session closes its sockets and frees its slot.
-        wait_for(lambda: server.client_count == 1, 2.0, "the ghost's slot to be freed")
+        wait_until(lambda: server.client_count == 1, 2.0, "the ghost's slot to be freed")
         assert server.room.names() == ["bob"]
         ghost.close()
         watcher.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PASSWORDS, TIMEOUT, wait_for_threads
+from helpers import wait_until
 
 from labchat import protocol as p
 from labchat.auth import Authenticator, LoginThrottle, UserStore
@@ -61,14 +62,6 @@ def sync(client: Client) -> list[p.ServerMessage]:
     while (event := client.recv(0)) is not None:
         events.append(event)
     return events
-
-
-def wait_until(predicate, timeout: float = TIMEOUT) -> None:
-    """Poll *predicate* (for state with no event to wait on), bounded by *timeout*."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def read_until_eof(sock: socket.socket, timeout: float = TIMEOUT) -> bytes:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -99,10 +100,7 @@ class ChatRoom(RuleBasedStateMachine):
         return {c.user: c for c in self.conns.values() if c.user is not None}
 
     def _wait_gone(self, user: str) -> None:
-        deadline = time.monotonic() + 3.0
-        while user in self.server.room.names():
-            assert time.monotonic() < deadline, f"{user} still in the room"
-            time.sleep(0.005)
+        wait_until(lambda: user not in self.server.room.names(), 3.0, f"{user} to leave the room")
 
     # -- rules ---------------------------------------------------------------------------
 
