@@ -12,8 +12,8 @@ from bench.common import ROOT
 
 def scenarios(log=print) -> list[dict]:
     try:
-        from labchat import scenarios as sc
         from labchat.capture import run_scenario
+        from labchat.capture import scenarios as sc
     except ImportError as exc:
         log(f"  scenarios not available: {exc}")
         return []

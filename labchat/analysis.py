@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .pcapng import strip_secrets
+from .capture.pcapng import strip_secrets
 
 __all__ = [
     "AnalysisError",

@@ -17,7 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from labchat import capture, network, scenarios
+from labchat import capture
+from labchat.capture import network, scenarios
 
 __all__ = ["register", "cmd_capture", "cmd_list", "cmd_live", "cmd_scenario", "main"]
 

@@ -30,9 +30,9 @@ from typing import Any
 from . import analysis, capture
 from . import protocol as p
 from .auth import UserStore
+from .capture.pcapng import strip_secrets
 from .certs import LabCertPaths, create_lab_certs
 from .client import Client
-from .pcapng import strip_secrets
 
 __all__ = [
     "Captured",
@@ -209,7 +209,7 @@ class Captured:
 
 
 def strip_keys(pcapng: str | Path, out: str | Path) -> Path:
-    """Copy a pcapng without its embedded TLS key log (see `labchat.pcapng.strip_secrets`)."""
+    """Copy a pcapng without its embedded TLS key log (`labchat.capture.pcapng.strip_secrets`)."""
     return strip_secrets(pcapng, out)
 
 

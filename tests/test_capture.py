@@ -16,19 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from labchat import capture, pcapng
-from labchat.capture import CaptureError, CaptureMode, Sniffer, detect_mode
+from labchat import capture
+from labchat.capture import CaptureError, CaptureMode, Sniffer, detect_mode, modes, pcapng
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (CI installs it)")
 
 
 def _private_reason() -> str | None:
-    return capture._private_unavailable()
+    return modes.private_unavailable()
 
 
 def _host_reason() -> str | None:
-    return capture._host_unavailable()
+    return modes.host_unavailable()
 
 
 needs_private = pytest.mark.skipif(
@@ -116,9 +116,9 @@ def test_detect_mode_rejects_unknown_names(monkeypatch):
 def test_detect_mode_without_unshare_falls_back_and_says_why(monkeypatch, no_env):
     real_which = shutil.which
     monkeypatch.setattr(
-        capture.shutil, "which", lambda n, *a, **k: None if n == "unshare" else real_which(n)
+        modes.shutil, "which", lambda n, *a, **k: None if n == "unshare" else real_which(n)
     )
-    monkeypatch.setattr(capture, "_host_unavailable", lambda: "needs root or CAP_NET_RAW")
+    monkeypatch.setattr(modes, "host_unavailable", lambda: "needs root or CAP_NET_RAW")
     mode = detect_mode()
     assert mode.name == "offline"
     assert "unshare" in mode.unavailable["private"]
@@ -128,15 +128,15 @@ def test_detect_mode_without_unshare_falls_back_and_says_why(monkeypatch, no_env
 
 
 def test_detect_mode_explains_apparmor_restriction(monkeypatch, no_env):
-    real = capture._read_sysctl
+    real = modes._read_sysctl
     sysctls = {"/proc/sys/kernel/apparmor_restrict_unprivileged_userns": "1"}
-    monkeypatch.setattr(capture, "_read_sysctl", lambda p: sysctls.get(p, real(p)))
+    monkeypatch.setattr(modes, "_read_sysctl", lambda p: sysctls.get(p, real(p)))
     monkeypatch.setattr(
-        capture,
+        modes,
         "_probe_private_namespace",
         lambda: (False, "unshare: write failed /proc/self/uid_map: Operation not permitted"),
     )
-    monkeypatch.setattr(capture, "_host_unavailable", lambda: None)
+    monkeypatch.setattr(modes, "host_unavailable", lambda: None)
     mode = detect_mode()
     assert mode.name == "host"
     assert "apparmor_restrict_unprivileged_userns=1" in mode.unavailable["private"]
@@ -144,14 +144,14 @@ def test_detect_mode_explains_apparmor_restriction(monkeypatch, no_env):
 
 
 def test_detect_mode_explains_disabled_user_namespaces(monkeypatch, no_env):
-    real = capture._read_sysctl
+    real = modes._read_sysctl
     sysctls = {"/proc/sys/user/max_user_namespaces": "0"}
-    monkeypatch.setattr(capture, "_read_sysctl", lambda p: sysctls.get(p, real(p)))
-    assert "max_user_namespaces is 0" in capture._private_unavailable()
+    monkeypatch.setattr(modes, "_read_sysctl", lambda p: sysctls.get(p, real(p)))
+    assert "max_user_namespaces is 0" in modes.private_unavailable()
 
 
 def test_detect_mode_explicit_unavailable_mode_raises(monkeypatch, no_env):
-    monkeypatch.setattr(capture, "_host_unavailable", lambda: "needs root or CAP_NET_RAW")
+    monkeypatch.setattr(modes, "host_unavailable", lambda: "needs root or CAP_NET_RAW")
     with pytest.raises(CaptureError, match="'host' is not available: needs root"):
         detect_mode("host")
 
@@ -418,7 +418,7 @@ def _interpreter_for_nobody() -> tuple[list[str], dict[str, str]] | None:
     if setpriv is None:
         return None
     drop = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
-    repo = str(Path(capture.__file__).resolve().parent.parent)
+    repo = str(modes.PROJECT_ROOT)
     site = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp"}
     env["PYTHONPATH"] = os.pathsep.join([repo, *site])

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from labchat import analysis, capture, network, plots
-from labchat.network import C2S, S2C, Drop, Shaping
+from labchat import analysis, capture, plots
+from labchat.capture import lossy, modes, netns, network, shaping
+from labchat.capture.shaping import C2S, S2C, Drop, Shaping
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"
@@ -41,7 +42,7 @@ TSHARK_FLAGS = (
 
 
 def _private_unavailable() -> str | None:
-    return capture._private_unavailable()
+    return modes.private_unavailable()
 
 
 needs_private = pytest.mark.skipif(
@@ -65,7 +66,7 @@ def check_scenario(name: str, directory: Path) -> dict:
     """Assert the lesson's facts on one capture directory; return the measured figures."""
     manifest = json.loads((directory / "manifest.json").read_text())
     assert manifest["scenario"] == name
-    assert manifest["capture"]["iface"] == network.SERVER_IFACE
+    assert manifest["capture"]["iface"] == netns.SERVER_IFACE
     conn = _conn(directory)
     assert conn.client[0] == network.CLIENT_IP and conn.server[0] == network.SERVER_IP
     syn = conn.handshake().syn
@@ -86,7 +87,7 @@ def check_scenario(name: str, directory: Path) -> dict:
         (fast,) = conn.fast_retransmissions()
         lost = plots.lost_originals(conn)
         assert [s.seq for s in lost] == [fast.seq] and lost[0].payload_len == 1448
-        assert fast.rel_seq == (network.LOST_SEGMENT - 1) * 1448 + 1
+        assert fast.rel_seq == (lossy.LOST_SEGMENT - 1) * 1448 + 1
         # The server repeats its ACK for every segment after the hole, each time with a SACK
         # block; the client resends after the third repeat (Linux: three SACKed segments).
         # Wireshark counts a repeat as a duplicate only if the window is unchanged too: the
@@ -110,8 +111,8 @@ def check_scenario(name: str, directory: Path) -> dict:
         figures["repeated_acks_before_fast_retransmit"] = len(repeats)
     elif name == "slow-link":
         data = [s for s in conn.segments if s.direction == S2C and s.payload_len]
-        assert sum(s.payload_len for s in data) == network.SLOW_BYTES
-        assert sum(s.payload_len == 1448 for s in data) >= network.SLOW_BYTES // 1448
+        assert sum(s.payload_len for s in data) == lossy.SLOW_BYTES
+        assert sum(s.payload_len == 1448 for s in data) >= lossy.SLOW_BYTES // 1448
         assert not conn.retransmissions()
         samples = [x.rtt for x in conn.rtt_samples(S2C)]
         # The queue in front of the 4 Mbit/s bottleneck fills: the RTT grows tenfold and more.
@@ -239,7 +240,7 @@ def test_rtt_samples_skip_retransmitted_segments() -> None:
 
 
 def test_drop_rules_count_the_chosen_segments() -> None:
-    script = network._nft_script(
+    script = shaping.nft_script(
         [("ingress", Drop("syn", 1, C2S)), ("egress", Drop("rst", 0, C2S, at="egress")),
          ("ingress", Drop("data", 3, S2C))], 5050, 0,
     )  # fmt: skip
@@ -250,7 +251,7 @@ def test_drop_rules_count_the_chosen_segments() -> None:
     assert "tcp dport 5050 tcp flags & rst == rst jump pick1" in script
     assert "tcp sport 5050 tcp doff 8 ip length > 52 jump pick2" in script
     assert "hook prerouting priority -300" in script and "hook output priority 0" in script
-    lossy = network._nft_script([("ingress", None)], 5050, 2.5)
+    lossy = shaping.nft_script([("ingress", None)], 5050, 2.5)
     assert "numgen random mod 100 < 2.5 counter drop" in lossy
 
 
@@ -338,12 +339,13 @@ def test_delay_without_netem_is_a_clear_error() -> None:
     if network.features()["netem"]:
         pytest.skip("this kernel has sch_netem")
     code = (
-        "from labchat.network import LabNetwork, Shaping\n"
+        "from labchat.capture.netns import LabNetwork\n"
+        "from labchat.capture.shaping import Shaping\n"
         "try:\n    LabNetwork(Shaping(delay_ms=20)).start()\n"
         "except Exception as e:\n    print(type(e).__name__, e)\n"
     )
     proc = subprocess.run(
-        [*network._unshare(), sys.executable, "-c", code],
+        [*modes.unshare_command(), sys.executable, "-c", code],
         capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert proc.stdout.startswith("NetworkError ") and "sch_netem" in proc.stdout, proc
@@ -366,7 +368,7 @@ def _nobody_python() -> tuple[str, dict[str, str]] | None:
     for exe, path in candidates:
         probe = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-             *network._unshare(), exe, "-c", "import scapy, labchat.network"],
+             *modes.unshare_command(), exe, "-c", "import scapy, labchat.capture.network"],
             capture_output=True, timeout=30, env={**os.environ, "PYTHONPATH": path},
         )  # fmt: skip
         if probe.returncode == 0:
@@ -386,7 +388,7 @@ def test_works_for_an_unprivileged_user() -> None:
     try:
         os.chmod(out, 0o777)
         code = (
-            "import os; from labchat import network\n"
+            "import os; from labchat.capture import network\n"
             "r = network.run_scenario('syn-retry', os.environ['OUT'] + '/syn-retry', "
             "mode='private')\n"
             "print(os.getuid(), r.mode.name)\n"
@@ -425,17 +427,18 @@ def test_cli_offline_copies_references(tmp_path: Path, capsys: pytest.CaptureFix
 def test_random_loss_rate_and_drop_rules_load_in_the_kernel() -> None:
     code = (
         "import json, subprocess\n"
-        "from labchat.netns import LabNetwork, Shaping, Drop, _run\n"
+        "from labchat.capture.netns import LabNetwork, run_tool\n"
+        "from labchat.capture.shaping import Shaping, Drop\n"
         "shaping = Shaping(rate='10mbit', loss_percent=5, drops=(Drop('ack', 2, 's->c'),))\n"
         "with LabNetwork(shaping, port=6000) as net:\n"
         "    with net.client():\n"
-        "        rules = _run(['nft', 'list', 'table', 'inet', 'labchat'])\n"
-        "        qdiscs = _run(['tc', 'qdisc', 'show'])\n"
+        "        rules = run_tool(['nft', 'list', 'table', 'inet', 'labchat'])\n"
+        "        qdiscs = run_tool(['tc', 'qdisc', 'show'])\n"
         "    print(json.dumps({'rules': rules, 'qdiscs': qdiscs, 'dropped': net.dropped(),\n"
         "                      'link': net.describe()}))\n"
     )
     proc = subprocess.run(
-        [*network._unshare(), sys.executable, "-c", code],
+        [*modes.unshare_command(), sys.executable, "-c", code],
         capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""Tests for labchat.scenarios: each scenario's shape on the wire, and the shipped captures/."""
+"""Tests for labchat.capture.scenarios: each scenario's shape on the wire, and captures/."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from labchat import capture, scenarios
+from labchat import capture
+from labchat.capture import modes, scenarios
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (CI installs it)")
@@ -125,7 +126,7 @@ def check_shape(result: capture.CaptureResult) -> None:
 # Fresh captures in a private namespace
 # ---------------------------------------------------------------------------------------------
 
-_PRIVATE = capture._private_unavailable()
+_PRIVATE = modes.private_unavailable()
 
 
 @pytest.fixture(scope="module")

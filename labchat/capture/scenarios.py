@@ -34,10 +34,13 @@ from typing import Any
 __all__ = [
     "PAUSE",
     "PASSWORDS",
+    "SCENARIOS",
+    "TIMEOUT",
+    "Peer",
     "Scenario",
     "ScenarioRun",
-    "SCENARIOS",
     "get",
+    "listener",
     "names",
 ]
 
@@ -55,7 +58,8 @@ CHAT = (
 )
 
 _HOST = "127.0.0.1"
-_TIMEOUT = 5.0
+#: How long any one step of a scenario may take (connect, accept, a reply).
+TIMEOUT = 5.0
 
 
 @dataclass
@@ -105,7 +109,7 @@ def _setup(work: Path, tls: bool) -> tuple[Any, Any]:
     return certs, users
 
 
-def _wait_for(client: Any, kind: type, timeout: float = _TIMEOUT, **fields: str) -> Any:
+def _wait_for(client: Any, kind: type, timeout: float = TIMEOUT, **fields: str) -> Any:
     """Read events until one of type ``kind`` with the given fields arrives."""
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
@@ -126,7 +130,7 @@ def _chat(
     certs, users = _setup(work, tls)
     keylog = work / "keys.log" if tls else None
     server_kw: dict[str, Any] = {"users": users, "plain": not tls}
-    client_kw: dict[str, Any] = {"tls": tls, "timeout": _TIMEOUT}
+    client_kw: dict[str, Any] = {"tls": tls, "timeout": TIMEOUT}
     if tls:
         server_kw.update(certs_dir=certs.directory, tls_version=tls_version)
         client_kw.update(
@@ -212,7 +216,7 @@ def bad_login(work: Path, *, port: int, host: str = _HOST, pause: float = PAUSE)
             server_hostname="localhost",
             tls_version="1.3",
             keylog=keylog,
-            timeout=_TIMEOUT,
+            timeout=TIMEOUT,
         ) as alice:
             negotiated = alice.tls_version
             time.sleep(pause)
@@ -240,7 +244,7 @@ def refused(work: Path, *, port: int, host: str = _HOST, pause: float = PAUSE) -
     """connect() to a port nobody listens on: the kernel answers the SYN with RST/ACK."""
     error = None
     with socket.socket() as s:
-        s.settimeout(_TIMEOUT)
+        s.settimeout(TIMEOUT)
         try:
             s.connect((host, port))
         except ConnectionRefusedError as exc:
@@ -255,11 +259,26 @@ def refused(work: Path, *, port: int, host: str = _HOST, pause: float = PAUSE) -
     )
 
 
-class _Peer(threading.Thread):
-    """A one-connection server thread; ``error`` holds what went wrong, if anything."""
+class Peer(threading.Thread):
+    """The other end of a scripted connection: accept one connection, run ``body`` on it, close.
 
-    def __init__(self, listener: socket.socket, body: Callable[[socket.socket], None]):
-        super().__init__(name="scenario-peer", daemon=True)
+    The thread owns ``listener`` and closes it when its one connection is done. ``error``
+    holds what went wrong, if anything; `finish` re-raises it.
+
+    Args:
+        listener: a listening socket (see `listener`).
+        body: what to do with the accepted connection (its timeout is set already).
+        name: the thread's name.
+    """
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        body: Callable[[socket.socket], None],
+        *,
+        name: str = "scenario-peer",
+    ):
+        super().__init__(name=name, daemon=True)
         self.listener, self.body = listener, body
         self.error: BaseException | None = None
 
@@ -267,25 +286,44 @@ class _Peer(threading.Thread):
         try:
             conn, _ = self.listener.accept()
             with conn:
-                conn.settimeout(_TIMEOUT)
+                conn.settimeout(TIMEOUT)
                 self.body(conn)
         except BaseException as exc:  # re-raised by finish()
             self.error = exc
+        finally:
+            self.listener.close()
 
-    def finish(self) -> None:
-        self.join(_TIMEOUT)
+    def finish(self, timeout: float = TIMEOUT) -> None:
+        """Wait for the peer to be done.
+
+        Raises:
+            TimeoutError: it is still running after ``timeout`` seconds.
+            BaseException: whatever the peer's body raised.
+        """
+        self.join(timeout)
         if self.is_alive():
-            raise TimeoutError("scenario peer did not finish")
+            raise TimeoutError(f"{self.name} did not finish")
         if self.error is not None:
             raise self.error
 
 
-def _listener(host: str, port: int) -> socket.socket:
+def listener(host: str, port: int, *, rcvbuf: int | None = None) -> socket.socket:
+    """A listening TCP socket for one connection (accept times out after `TIMEOUT`).
+
+    Args:
+        host: address to bind.
+        port: port to bind.
+        rcvbuf: SO_RCVBUF to set before listen(), or None for the kernel's default.
+    """
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if rcvbuf:
+        # Before listen(): accepted sockets inherit it, and the window they offer in
+        # their SYN-ACK is then already as large as it will ever get.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.bind((host, port))
     s.listen(1)
-    s.settimeout(_TIMEOUT)
+    s.settimeout(TIMEOUT)
     return s
 
 
@@ -312,10 +350,10 @@ def abort(work: Path, *, port: int, host: str = _HOST, pause: float = PAUSE) -> 
         except ConnectionResetError:
             seen["server then"] = "ConnectionResetError"
 
-    with _listener(host, port) as lst:
-        peer = _Peer(lst, server_side)
+    with listener(host, port) as lst:
+        peer = Peer(lst, server_side)
         peer.start()
-        with socket.create_connection((host, port), timeout=_TIMEOUT) as c:
+        with socket.create_connection((host, port), timeout=TIMEOUT) as c:
             time.sleep(pause)
             c.sendall(line)
             time.sleep(pause)
@@ -344,10 +382,10 @@ def half_close(work: Path, *, port: int, host: str = _HOST, pause: float = PAUSE
             conn.sendall(reply)
             time.sleep(pause)
 
-    with _listener(host, port) as lst:
-        peer = _Peer(lst, server_side)
+    with listener(host, port) as lst:
+        peer = Peer(lst, server_side)
         peer.start()
-        with socket.create_connection((host, port), timeout=_TIMEOUT) as c:
+        with socket.create_connection((host, port), timeout=TIMEOUT) as c:
             time.sleep(pause)
             c.sendall(request)
             time.sleep(pause)

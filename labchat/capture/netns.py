@@ -12,22 +12,22 @@ lost. This module builds a tiny two-host network instead, without root:
     |   capture here (libpcap)      |  1500  |                               |
     +-------------------------------+        +-------------------------------+
 
-The capture child of :mod:`labchat.capture` already lives in a private user + network
+The capture child of :mod:`labchat.capture.child` already lives in a private user + network
 namespace; that namespace is the server's host. The client's host is a second network
 namespace, made by a short-lived thread that calls ``unshare(CLONE_NEWNET)`` and keeps a file
 descriptor on it. Network namespaces belong to threads, not processes (setns(2)), so code that
 must run "on the client" switches its thread there for a moment (:meth:`LabNetwork.client`):
 a socket created there stays in the client's namespace for its whole life.
 
-Shaping the link (:class:`Shaping`):
+Shaping the link (:class:`labchat.capture.shaping.Shaping`):
 
 * a rate limit: ``tc qdisc tbf`` on both veth ends;
 * an added delay: ``tc qdisc netem``, only where the kernel has ``sch_netem`` (many minimal and
   cloud kernels do not; :func:`features` says, and asking for a delay then raises
   :class:`NetworkError` with that message);
-* deterministic loss (:class:`Drop`): nftables rules that drop the Nth SYN, data segment, FIN
-  or pure ACK of one direction, counted with ``numgen inc`` (a per-rule counter that starts at
-  0), so a lesson shows the same event every run;
+* deterministic loss (:class:`labchat.capture.shaping.Drop`): nftables rules that drop the
+  Nth SYN, data segment, FIN or pure ACK of one direction, counted with ``numgen inc`` (a
+  per-rule counter that starts at 0), so a lesson shows the same event every run;
 * random loss at a rate: ``numgen random mod 100 < N``.
 
 Where a segment is lost matters for what the capture shows. The capture point is the server's
@@ -37,8 +37,8 @@ what its loss causes (duplicate ACKs, a retransmission), as a tap on the wire ju
 loss would. A rule can also drop at the sender's *egress* (``output``): then the segment never
 reaches the wire, which is what stopping the kernel's RST in the handshake-by-hand lesson needs.
 
-The scenarios that use this network, and the runner that starts the private namespace for
-them, live in :mod:`labchat.network`.
+The scenarios that use this network, and their capture, live in
+:mod:`labchat.capture.network`.
 """
 
 from __future__ import annotations
@@ -55,21 +55,24 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from . import capture
+from .child import bring_up_loopback
+from .modes import DEFAULT_PORT, PROJECT_ROOT, private_unavailable, unshare_command
+from .shaping import C2S, Drop, Shaping, nft_script
 
 __all__ = [
+    "CLIENT_IFACE",
     "CLIENT_IP",
-    "SERVER_IP",
+    "DEFAULT_PORT",
     "MTU",
-    "Drop",
+    "SERVER_IFACE",
+    "SERVER_IP",
     "LabNetwork",
     "NetworkError",
-    "Shaping",
     "features",
+    "probe_features_here",
+    "run_tool",
 ]
 
 CLIENT_IP = "10.77.0.1"
@@ -79,13 +82,8 @@ PREFIX = 24
 MTU = 1500
 CLIENT_IFACE = "veth-c"
 SERVER_IFACE = "veth-s"
-DEFAULT_PORT = capture.DEFAULT_PORT
 
 _CLONE_NEWNET = 0x40000000
-_PKG_ROOT = Path(__file__).resolve().parent.parent
-# numgen inc counts 0, 1, 2, ... modulo this; large enough never to wrap in a lesson.
-_NUMGEN_MOD = 1_000_000_000
-C2S, S2C = "c->s", "s->c"
 
 
 class NetworkError(RuntimeError):
@@ -143,7 +141,20 @@ def _in_netns(fd: int) -> Iterator[None]:
         os.close(home)
 
 
-def _run(cmd: Sequence[str], *, input: str | None = None) -> str:
+def run_tool(cmd: Sequence[str], *, input: str | None = None) -> str:
+    """Run ``ip``, ``tc``, ``nft`` or ``iptables`` (found in the sbin directories too).
+
+    Args:
+        cmd: the command line.
+        input: text for its standard input.
+
+    Returns:
+        Its standard output.
+
+    Raises:
+        NetworkError: the tool is not installed (the message names the package), or it failed
+            (the message carries the first line it printed).
+    """
     exe = shutil.which(cmd[0], path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
     if exe is None:
         raise NetworkError(f"`{cmd[0]}` is not installed ({_PACKAGE_OF.get(cmd[0], cmd[0])})")
@@ -155,87 +166,6 @@ def _run(cmd: Sequence[str], *, input: str | None = None) -> str:
 
 
 _PACKAGE_OF = {"ip": "iproute2", "tc": "iproute2", "nft": "nftables", "iptables": "iptables"}
-
-
-# --------------------------------------------------------------------------------------------
-# What to do to the link
-# --------------------------------------------------------------------------------------------
-
-_KINDS = ("syn", "data", "fin", "ack", "rst")
-
-
-@dataclass(frozen=True)
-class Drop:
-    """Drop chosen segments of one direction, the same ones every run.
-
-    Attributes:
-        kind: ``syn`` (SYN, or SYN-ACK for ``s->c``), ``data`` (payload > 0), ``fin``,
-            ``ack`` (a pure ACK: no payload, no SYN/FIN/RST) or ``rst``.
-        nth: which one, counting from 1 (retransmissions count too); 0 drops every one.
-        direction: ``c->s`` or ``s->c``.
-        at: ``ingress`` (at the receiving host, after the capture point saw it: a lost
-            segment on the wire) or ``egress`` (at the sending host: it never leaves).
-    """
-
-    kind: str
-    nth: int = 1
-    direction: str = C2S
-    at: str = "ingress"
-
-    def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise ValueError(f"unknown segment kind {self.kind!r}; choose one of {_KINDS}")
-        if self.direction not in (C2S, S2C):
-            raise ValueError(f"direction must be {C2S!r} or {S2C!r}")
-        if self.at not in ("ingress", "egress"):
-            raise ValueError("at must be 'ingress' or 'egress'")
-        if self.nth < 0:
-            raise ValueError("nth counts from 1 (0 means every one)")
-
-    def describe(self) -> str:
-        """``"the 3rd data segment c->s"``."""
-        what = {"syn": "SYN", "data": "data segment", "fin": "FIN", "ack": "pure ACK"}.get(
-            self.kind, "RST"
-        )
-        if self.kind == "syn" and self.direction == S2C:
-            what = "SYN-ACK"
-        which = "every" if self.nth == 0 else _ordinal(self.nth)
-        where = "before it reaches the wire" if self.at == "egress" else "on the link"
-        return f"{which} {what} {self.direction}, dropped {where}"
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}" if n != 1 else "first"
-
-
-@dataclass(frozen=True)
-class Shaping:
-    """How to make the link worse than a perfect wire.
-
-    Attributes:
-        rate: rate limit in each direction, as tc writes it (``"2mbit"``), or None.
-        delay_ms: one-way delay added in each direction (needs ``sch_netem``), or None.
-        loss_percent: random loss in each direction, 0..100.
-        drops: deterministic drops (see :class:`Drop`).
-    """
-
-    rate: str | None = None
-    delay_ms: float | None = None
-    loss_percent: float = 0.0
-    drops: tuple[Drop, ...] = ()
-
-    def describe(self) -> list[str]:
-        out = []
-        if self.rate:
-            out.append(f"rate limit {self.rate} each way (tc tbf)")
-        if self.delay_ms:
-            out.append(f"{self.delay_ms:g} ms delay each way (tc netem)")
-        if self.loss_percent:
-            out.append(f"{self.loss_percent:g}% random loss each way (nft numgen random)")
-        out += [d.describe() + " (nft numgen inc)" for d in self.drops]
-        return out or ["a perfect 1500-byte Ethernet link"]
-
 
 # --------------------------------------------------------------------------------------------
 # The network
@@ -288,17 +218,17 @@ class LabNetwork:
             for host, iface, ip in (("server", SERVER_IFACE, SERVER_IP),
                                     ("client", CLIENT_IFACE, CLIENT_IP)):  # fmt: skip
                 with self._in(host):
-                    capture._bring_up_loopback()
+                    bring_up_loopback()
                     if host == "server":
-                        _run(["ip", "link", "add", SERVER_IFACE, "mtu", str(self.mtu), "type",
+                        run_tool(["ip", "link", "add", SERVER_IFACE, "mtu", str(self.mtu), "type",
                               "veth", "peer", "name", CLIENT_IFACE, "mtu", str(self.mtu),
                               "netns", fd_path])  # fmt: skip
                     # One segment per packet: veth would otherwise pass TCP's 64 KB GSO
                     # super-packets along unsplit, and the capture would show them whole.
-                    _run(["ip", "link", "set", "dev", iface, "gso_max_segs", "1",
+                    run_tool(["ip", "link", "set", "dev", iface, "gso_max_segs", "1",
                           "gso_max_size", str(self.mtu)])  # fmt: skip
-                    _run(["ip", "addr", "add", f"{ip}/{PREFIX}", "dev", iface])
-                    _run(["ip", "link", "set", iface, "up"])
+                    run_tool(["ip", "addr", "add", f"{ip}/{PREFIX}", "dev", iface])
+                    run_tool(["ip", "link", "set", iface, "up"])
             self._wait_for_link()
             self._apply(self.shaping)
         except BaseException:
@@ -314,7 +244,7 @@ class LabNetwork:
                 iface = SERVER_IFACE if ns == "server" else CLIENT_IFACE
                 with self._in(ns):
                     # Not /sys/class/net: sysfs shows the namespace it was mounted in.
-                    states.append("state UP" in _run(["ip", "-o", "link", "show", iface]))
+                    states.append("state UP" in run_tool(["ip", "-o", "link", "show", iface]))
             if all(states):
                 return
             time.sleep(0.02)
@@ -334,7 +264,7 @@ class LabNetwork:
                 if shaping.rate:
                     cmd += ["rate", shaping.rate]
                 with self._in(ns):
-                    _run(cmd)
+                    run_tool(cmd)
         elif shaping.rate:
             # Both directions are shaped on the client host, the far end of the link from the
             # capture point: packet taps see a packet after the sender's qdisc, so a queue at
@@ -346,15 +276,16 @@ class LabNetwork:
             tbf = ["tbf", "rate", shaping.rate, "burst", str(2 * (self.mtu + 14)),
                    "limit", "4000000"]  # fmt: skip
             with self.client():
-                _run(["tc", "qdisc", "add", "dev", CLIENT_IFACE, "root", *tbf])
+                run_tool(["tc", "qdisc", "add", "dev", CLIENT_IFACE, "root", *tbf])
                 try:
-                    _run(["ip", "link", "add", "ifb0", "type", "ifb"])
-                    _run(["ip", "link", "set", "ifb0", "up"])
-                    _run(["tc", "qdisc", "add", "dev", CLIENT_IFACE, "handle", "ffff:", "ingress"])
-                    _run(["tc", "filter", "add", "dev", CLIENT_IFACE, "parent", "ffff:",
+                    run_tool(["ip", "link", "add", "ifb0", "type", "ifb"])
+                    run_tool(["ip", "link", "set", "ifb0", "up"])
+                    run_tool(["tc", "qdisc", "add", "dev", CLIENT_IFACE, "handle", "ffff:",
+                              "ingress"])  # fmt: skip
+                    run_tool(["tc", "filter", "add", "dev", CLIENT_IFACE, "parent", "ffff:",
                           "protocol", "all", "u32", "match", "u32", "0", "0",
                           "action", "mirred", "egress", "redirect", "dev", "ifb0"])  # fmt: skip
-                    _run(["tc", "qdisc", "add", "dev", "ifb0", "root", *tbf])
+                    run_tool(["tc", "qdisc", "add", "dev", "ifb0", "root", *tbf])
                     self.bottleneck = "client ingress (ifb0)"
                 except NetworkError as exc:
                     self.notes.append(
@@ -364,7 +295,7 @@ class LabNetwork:
                     self.bottleneck = f"server egress ({SERVER_IFACE})"
             if self.bottleneck.startswith("server"):
                 with self.server():
-                    _run(["tc", "qdisc", "add", "dev", SERVER_IFACE, "root", *tbf])
+                    run_tool(["tc", "qdisc", "add", "dev", SERVER_IFACE, "root", *tbf])
         if shaping.drops or shaping.loss_percent:
             self._firewall(shaping)
 
@@ -381,11 +312,11 @@ class LabNetwork:
             rules["client"].append(("ingress", None))
         for host, host_rules in rules.items():
             if host_rules:
-                script = _nft_script(host_rules, self.port, shaping.loss_percent)
+                script = nft_script(host_rules, self.port, shaping.loss_percent)
                 self.firewall[host] = script
                 with self._in(host):
                     try:
-                        _run(["nft", "-f", "-"], input=script)
+                        run_tool(["nft", "-f", "-"], input=script)
                     except NetworkError as exc:
                         raise NetworkError(f"nftables rules for the {host}: {exc}") from None
         self._rules = rules
@@ -397,7 +328,7 @@ class LabNetwork:
             if not host_rules:
                 continue
             with self._in(host):
-                listing = json.loads(_run(["nft", "-j", "list", "table", "inet", "labchat"]))
+                listing = json.loads(run_tool(["nft", "-j", "list", "table", "inet", "labchat"]))
             counts: dict[str, int] = {}
             for item in listing.get("nftables", []):
                 rule = item.get("rule")
@@ -461,60 +392,6 @@ class LabNetwork:
         self.close()
 
 
-def _match(drop: Drop, port: int) -> list[str]:
-    """nft match expressions (one per alternative) for the segments ``drop`` chooses."""
-    ports = f"tcp dport {port}" if drop.direction == C2S else f"tcp sport {port}"
-    if drop.kind == "syn":
-        want = "syn" if drop.direction == C2S else "syn | ack"
-        return [f"{ports} tcp flags & (syn | ack) == {want}"]
-    if drop.kind == "fin":
-        return [f"{ports} tcp flags & fin == fin"]
-    if drop.kind == "rst":
-        return [f"{ports} tcp flags & rst == rst"]
-    # No arithmetic in nft: "payload > 0" is "IP total length > 20 + 4 * data offset", one rule
-    # per possible data offset (Linux never sends IP options, so the IP header is 20 bytes).
-    out = []
-    for doff in range(5, 16):
-        header = 20 + 4 * doff
-        if drop.kind == "data":
-            out.append(f"{ports} tcp doff {doff} ip length > {header}")
-        else:
-            out.append(
-                f"{ports} tcp flags & (syn | fin | rst | ack) == ack "
-                f"tcp doff {doff} ip length {header}"
-            )
-    return out
-
-
-def _nft_script(rules: list[tuple[str, Drop | None]], port: int, loss: float) -> str:
-    lines = ["table inet labchat {"]
-    body: dict[str, list[str]] = {"ingress": [], "egress": []}
-    for i, (at, drop) in enumerate(rules):
-        if drop is None:
-            body[at].append(
-                f'tcp sport {port} numgen random mod 100 < {loss:g} counter drop comment "r{i}"'
-            )
-            body[at].append(
-                f'tcp dport {port} numgen random mod 100 < {loss:g} counter drop comment "r{i}"'
-            )
-            continue
-        # numgen inc is evaluated only for packets that reach it, so it counts just the chosen
-        # kind of segment: 0 for the first, 1 for the second, ...
-        pick = "" if drop.nth == 0 else f"numgen inc mod {_NUMGEN_MOD} {drop.nth - 1} "
-        lines.append(f'  chain pick{i} {{ {pick}counter drop comment "r{i}"; }}')
-        for m in _match(drop, port):
-            body[at].append(f"{m} jump pick{i}")
-    hooks = {"ingress": "prerouting priority -300", "egress": "output priority 0"}
-    for at, exprs in body.items():
-        if exprs:
-            lines.append(f"  chain {at} {{")
-            lines.append(f"    type filter hook {hooks[at]}; policy accept;")
-            lines += [f"    {e}" for e in exprs]
-            lines.append("  }")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
 def _qdisc_available(kind: str) -> bool:
     """Whether tc can create a ``kind`` qdisc here (tried on a throwaway dummy-free veth)."""
     return _probe_qdisc(kind) is None
@@ -524,11 +401,11 @@ def _probe_qdisc(kind: str) -> str | None:
     fd = _new_netns()
     try:
         with _in_netns(fd):
-            capture._bring_up_loopback()
+            bring_up_loopback()
             args = {"netem": ["delay", "1ms"], "tbf": ["rate", "1mbit", "burst", "4k",
                                                        "latency", "50ms"]}[kind]  # fmt: skip
             try:
-                _run(["tc", "qdisc", "add", "dev", "lo", "root", kind, *args])
+                run_tool(["tc", "qdisc", "add", "dev", "lo", "root", kind, *args])
             except NetworkError as exc:
                 return str(exc)
         return None
@@ -541,7 +418,7 @@ def _probe_qdisc(kind: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _probe_here() -> dict[str, Any]:
+def probe_features_here() -> dict[str, Any]:
     """Try every feature inside this (private) namespace; return what worked and why not."""
     out: dict[str, Any] = {"kernel": platform.release()}
     notes: dict[str, str] = {}
@@ -572,7 +449,7 @@ def _probe_here() -> dict[str, Any]:
     fd = _new_netns()
     try:
         with _in_netns(fd):
-            _run(["nft", "-f", "-"], input=script)
+            run_tool(["nft", "-f", "-"], input=script)
         out["nftables"] = True
     except Exception as exc:
         out["nftables"] = False
@@ -582,7 +459,7 @@ def _probe_here() -> dict[str, Any]:
     fd = _new_netns()
     try:
         with _in_netns(fd):
-            _run(["ip", "link", "add", "ifb0", "type", "ifb"])
+            run_tool(["ip", "link", "add", "ifb0", "type", "ifb"])
         out["ifb"] = True
     except Exception as exc:
         out["ifb"] = False
@@ -592,7 +469,7 @@ def _probe_here() -> dict[str, Any]:
     fd = _new_netns()
     try:
         with _in_netns(fd):
-            _run(["iptables", "-A", "OUTPUT", "-p", "tcp", "--tcp-flags", "RST", "RST", "-j",
+            run_tool(["iptables", "-A", "OUTPUT", "-p", "tcp", "--tcp-flags", "RST", "RST", "-j",
                   "DROP"])  # fmt: skip
         out["iptables"] = True
     except Exception as exc:
@@ -612,23 +489,20 @@ def features(*, timeout: float = 30.0) -> dict[str, Any]:
         "kernel", "notes": {feature: why not}}``. ``private`` is False (and the rest
         missing) when user namespaces are not available at all.
     """
-    why = capture._private_unavailable()
+    why = private_unavailable()
     if why is not None:
         return {"private": False, "kernel": platform.release(), "notes": {"private": why}}
     code = (
         "import json,sys;sys.path.insert(0,sys.argv[1]);"
-        "from labchat.netns import _probe_here;print(json.dumps(_probe_here()))"
+        "from labchat.capture.netns import probe_features_here;"
+        "print(json.dumps(probe_features_here()))"
     )
-    cmd = [*_unshare(), sys.executable, "-c", code, str(_PKG_ROOT)]
+    unshare = unshare_command()
+    if unshare is None:
+        raise NetworkError("no `unshare` binary on PATH (install util-linux)")
+    cmd = [*unshare, sys.executable, "-c", code, str(PROJECT_ROOT)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
         return {"private": False, "kernel": platform.release(), "notes": {"private": tail}}
     return {"private": True, **json.loads(proc.stdout.strip().splitlines()[-1])}
-
-
-def _unshare() -> list[str]:
-    exe = shutil.which("unshare")
-    if exe is None:
-        raise NetworkError("no `unshare` binary on PATH (install util-linux)")
-    return [exe, "--user", "--map-root-user", "--net", "--"]

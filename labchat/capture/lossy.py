@@ -1,0 +1,243 @@
+"""Lab-network scenarios on a lossy or slow link: a lost SYN, segment or FIN, a slow link.
+
+Each one is ``func(net, work, *, port, pause) -> ScenarioRun``: it runs on a started
+`labchat.capture.netns.LabNetwork` whose link `labchat.capture.network.SCENARIOS` shapes, with
+a server on the server host (10.77.0.2) and a client on the client host (10.77.0.1).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .netns import CLIENT_IP, SERVER_IP, LabNetwork, NetworkError
+from .scenarios import PAUSE, TIMEOUT, Peer, ScenarioRun, listener
+
+__all__ = [
+    "BURST_BYTES",
+    "LOST_SEGMENT",
+    "SEGMENT",
+    "SLOW_BYTES",
+    "SLOW_RATE",
+    "lost_fin",
+    "lost_segment",
+    "slow_link",
+    "syn_retry",
+]
+
+
+def _readline(sock: socket.socket, limit: int = 4096) -> bytes:
+    data = b""
+    while not data.endswith(b"\n") and len(data) < limit:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _sink(
+    net: LabNetwork, port: int, reply: bytes | None = None, rcvbuf: int | None = None
+) -> Callable[[], int]:
+    """On the server host: accept one connection, read until EOF, answer ``OK <bytes>``, close.
+
+    Args:
+        net: the lab network.
+        port: the port to listen on.
+        reply: what to answer instead of ``OK <bytes>``.
+        rcvbuf: the listener's SO_RCVBUF (see `labchat.capture.scenarios.listener`).
+
+    Returns:
+        A function that waits for the sink to finish and returns how many bytes it received.
+    """
+    received = 0
+
+    def body(conn: socket.socket) -> None:
+        nonlocal received
+        while chunk := conn.recv(65536):
+            received += len(chunk)
+        conn.sendall(reply or f"OK {received}\n".encode())
+
+    with net.server():
+        peer = Peer(listener(SERVER_IP, port, rcvbuf=rcvbuf), body, name="lab-sink")
+        peer.start()
+
+    def finish() -> int:
+        peer.finish(2 * TIMEOUT)
+        return received
+
+    return finish
+
+
+def _send_and_close(
+    net: LabNetwork, port: int, payload: bytes, pause: float, *, chunk: int = 0, gap: float = 0.0
+) -> bytes:
+    """Client: connect, send ``payload``, half-close, read the answer to EOF.
+
+    ``chunk``/``gap``: write ``chunk`` bytes at a time, ``gap`` seconds apart (0: one sendall).
+    """
+    with net.client():
+        sock = socket.create_connection((SERVER_IP, port), timeout=TIMEOUT)
+    with sock:
+        time.sleep(pause)
+        if chunk:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for i in range(0, len(payload), chunk):
+                sock.sendall(payload[i : i + chunk])
+                time.sleep(gap)
+        else:
+            sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while data := sock.recv(4096):
+            answer += data
+    return answer
+
+
+def syn_retry(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> ScenarioRun:
+    """The client's first SYN is lost; connect() waits one initial RTO (1 s) and resends it."""
+    from labchat.auth import UserStore
+    from labchat.server import Server
+
+    users = UserStore(work / "users.json")
+    with net.server():  # the listener, and the threads it starts, on the server host
+        server = Server(SERVER_IP, port, plain=True, users=users).start()
+    with server:
+        with net.client():
+            t0 = time.monotonic()
+            sock = socket.create_connection((SERVER_IP, port), timeout=TIMEOUT)
+        took = time.monotonic() - t0
+        with sock:
+            sock.settimeout(TIMEOUT)
+            hello = _readline(sock).decode().strip()
+            time.sleep(pause)
+            sock.sendall(b"PING syn-retry\n")
+            pong = _readline(sock).decode().strip()
+            time.sleep(pause)
+        time.sleep(pause)
+    return ScenarioRun(
+        transcript=[
+            {"from": "server", "line": hello},
+            {"from": "client", "line": "PING syn-retry"},
+            {"from": "server", "line": pong},
+        ],
+        server={"host": SERVER_IP, "port": port, "role": "server", "program": "labchat serve"},
+        clients=[{"role": "client", "host": CLIENT_IP, "connect_seconds": round(took, 3)}],
+        notes=(
+            f"The first SYN never arrives; connect() returned after {took:.2f} s, when the "
+            "SYN was sent again after the initial retransmission timeout (1 s, RFC 6298 2.1)."
+        ),
+    )
+
+
+#: lost-segment: how much the client sends in one go, and which data segment is lost.
+# How the client writes the burst: 6 segments per write, 5 ms apart. One big sendall() keeps
+# the socket locked while the ACKs arrive; they wait in the socket's backlog and the client
+# reacts only after 8-10 of them. Short writes let it handle each ACK as it comes.
+LS_CHUNK, LS_GAP = 6 * 1448, 0.005
+# The server's receive buffer, fixed before listen(): its window is then at its final size from
+# the SYN-ACK on. Otherwise the window grows with the first ACKs, and Wireshark (like RFC 5681's
+# definition) does not count an ACK that changes the window as a duplicate.
+LS_RCVBUF = 8192
+#: TCP payload per full segment: MSS 1460 less the 12-byte timestamp option.
+SEGMENT = 1448
+BURST_BYTES = 20 * SEGMENT
+LOST_SEGMENT = 3
+
+
+def lost_segment(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> ScenarioRun:
+    """20 segments of data; the 3rd is lost: three duplicate ACKs with SACK, fast retransmit."""
+    lines = b"".join(f"{i:05d} of a burst of lines, MSS-sized segments\n".encode()
+                     for i in range(BURST_BYTES // 40 + 1))  # fmt: skip
+    payload = lines[:BURST_BYTES]
+    finish = _sink(net, port, rcvbuf=LS_RCVBUF)
+    answer = _send_and_close(net, port, payload, pause, chunk=LS_CHUNK, gap=LS_GAP)
+    got = finish()
+    time.sleep(pause)
+    return ScenarioRun(
+        transcript=[
+            {"from": "client", "line": f"<{len(payload)} bytes in one sendall()>"},
+            {"from": "server", "line": answer.decode().strip()},
+        ],
+        server={"host": SERVER_IP, "port": port, "role": "server", "received": got},
+        clients=[{"role": "client", "host": CLIENT_IP, "sent": len(payload)}],
+        notes=(
+            f"Data segment {LOST_SEGMENT} is lost on the link: the server ACKs every later "
+            "segment with the same ACK number plus a SACK block; after (at least) three "
+            "duplicate ACKs the client resends the missing segment without waiting for its "
+            "timer: fast retransmit (RFC 5681 3.2; Linux decides with RACK, RFC 8985)."
+        ),
+    )
+
+
+SLOW_RATE = "4mbit"
+SLOW_BYTES = 96 * 1024
+
+
+def slow_link(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> ScenarioRun:
+    """The server sends a large message over a 4 Mbit/s link: MSS-sized segments, paced."""
+    request = b"send me the large message\n"
+    payload = (b"a large message over a slow link. " * (SLOW_BYTES // 34 + 1))[:SLOW_BYTES]
+    got: dict[str, Any] = {}
+
+    def serve(conn: socket.socket) -> None:
+        got["request"] = _readline(conn)
+        conn.sendall(payload)  # the capture point is the sender's: RTTs are end to end
+
+    with net.server():
+        peer = Peer(listener(SERVER_IP, port), serve, name="lab-source")
+        peer.start()
+    t0 = time.monotonic()
+    with net.client():
+        sock = socket.create_connection((SERVER_IP, port), timeout=TIMEOUT)
+    with sock:
+        time.sleep(pause)
+        sock.sendall(request)
+        received = 0
+        while data := sock.recv(65536):
+            received += len(data)
+    took = time.monotonic() - t0
+    peer.finish()
+    if received != len(payload):
+        raise NetworkError(f"slow-link: the client received {received} of {len(payload)} bytes")
+    time.sleep(pause)
+    return ScenarioRun(
+        transcript=[
+            {"from": "client", "line": request.decode().strip()},
+            {"from": "server", "line": f"<{len(payload)} bytes in one sendall()>"},
+        ],
+        server={"host": SERVER_IP, "port": port, "role": "server", "sent": len(payload)},
+        clients=[
+            {"role": "client", "host": CLIENT_IP, "received": received, "seconds": round(took, 3)}
+        ],  # fmt: skip
+        notes=(
+            f"{len(payload)} bytes leave the server as 1448-byte segments (MSS 1460 less 12 "
+            f"bytes of timestamps) at {SLOW_RATE}/s: the client's ACKs come back paced by the "
+            "bottleneck, the queue in front of it makes the RTT grow, and the bytes in flight "
+            "follow the congestion window."
+        ),
+    )
+
+
+def lost_fin(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> ScenarioRun:
+    """The client's FIN is lost; it is sent again when the retransmission timer fires."""
+    request = b"one line, then I close\n"
+    finish = _sink(net, port, reply=b"bye\n")
+    answer = _send_and_close(net, port, request, pause)
+    finish()
+    time.sleep(pause)
+    return ScenarioRun(
+        transcript=[
+            {"from": "client", "line": request.decode().strip()},
+            {"from": "server", "line": answer.decode().strip()},
+        ],
+        server={"host": SERVER_IP, "port": port, "role": "server"},
+        clients=[{"role": "client", "host": CLIENT_IP, "close": "shutdown(SHUT_WR)"}],
+        notes=(
+            "The client's FIN is lost: nothing is left to trigger duplicate ACKs, so only the "
+            "retransmission timer (RTO = SRTT + 4 RTTVAR, at least 200 ms on Linux) resends it."
+        ),
+    )

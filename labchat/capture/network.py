@@ -1,0 +1,333 @@
+"""Scenarios on the lab network: lost SYNs, lost segments, a slow link, a handshake by hand.
+
+The network itself -- two hosts in private network namespaces, joined by a 1500-byte veth
+link that can be rate-limited and made lossy -- is built by :mod:`labchat.capture.netns`. The
+scenarios are scripted in :mod:`labchat.capture.lossy` and :mod:`labchat.capture.craft`. This
+module names them, runs them in a private user namespace the way
+:func:`labchat.capture.run_scenario` does (captured on the server's interface), and falls back
+to the shipped captures in ``captures/<name>/`` when namespaces are not available.
+
+``python -m labchat.capture.network [list | features | NAME... | --all] --out DIR`` captures
+them from a shell (`labchat capture` does too, with the loopback scenarios).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import craft, lossy
+from .child import run_private
+from .craft import CRAFT_ISN, CRAFT_SPORT, handshake_by_hand
+from .modes import (
+    DEFAULT_PORT,
+    CaptureError,
+    CaptureMode,
+    detect_mode,
+    offline_unavailable,
+    reference_dir,
+)
+from .netns import CLIENT_IP, MTU, SERVER_IFACE, SERVER_IP, LabNetwork, NetworkError, features
+from .results import CaptureResult, build_manifest, copy_references, write_capture
+from .scenarios import PAUSE, ScenarioRun
+from .shaping import C2S, Drop, Shaping
+from .sniffer import Sniffer
+
+__all__ = [
+    "CLIENT_IP",
+    "CRAFT_ISN",
+    "CRAFT_SPORT",
+    "MTU",
+    "SCENARIOS",
+    "SERVER_IP",
+    "NetworkError",
+    "NetworkScenario",
+    "capture_here",
+    "features",
+    "get",
+    "handshake_by_hand",
+    "main",
+    "names",
+    "run_scenario",
+    "run_scenarios",
+]
+
+
+@dataclass(frozen=True)
+class NetworkScenario:
+    """A scenario on the two-host network: ``func(net, work, *, port, pause)`` and its link."""
+
+    name: str
+    func: Callable[..., ScenarioRun]
+    description: str
+    shaping: Callable[[int], Shaping]
+    notes: str = ""
+
+
+def _drops(*drops: Drop) -> Callable[[int], Shaping]:
+    return lambda port: Shaping(drops=drops)
+
+
+SCENARIOS: dict[str, NetworkScenario] = {
+    s.name: s
+    for s in (
+        NetworkScenario(
+            "syn-retry", lossy.syn_retry, "two hosts: the first SYN is lost, resent after 1 s",
+            _drops(Drop("syn", 1, C2S)),
+        ),
+        NetworkScenario(
+            "lost-segment", lossy.lost_segment,
+            "two hosts: one data segment of a burst lost: dup ACKs, SACK, fast retransmit",
+            _drops(Drop("data", lossy.LOST_SEGMENT, C2S)),
+        ),
+        NetworkScenario(
+            "slow-link", lossy.slow_link,
+            f"two hosts, {lossy.SLOW_RATE}/s: a large reply in MSS segments",
+            lambda port: Shaping(rate=lossy.SLOW_RATE),
+        ),
+        NetworkScenario(
+            "lost-fin", lossy.lost_fin, "two hosts: the client's FIN is lost, resent on timeout",
+            _drops(Drop("fin", 1, C2S)),
+        ),
+        NetworkScenario(
+            "craft-handshake", craft.craft_handshake,
+            "two hosts: scapy's handshake and PING by hand; the client's RSTs dropped",
+            _drops(Drop("rst", 0, C2S, at="egress")),
+        ),
+        NetworkScenario(
+            "craft-handshake-rst", craft.craft_handshake_rst,
+            "two hosts: scapy's handshake without the rule: the client's kernel sends RST",
+            _drops(),
+        ),
+    )
+}  # fmt: skip
+
+
+def names() -> list[str]:
+    """The lab network's scenario names, in teaching order."""
+    return list(SCENARIOS)
+
+
+def get(name: str) -> NetworkScenario:
+    """The lab-network scenario called ``name``.
+
+    Raises:
+        KeyError: no such scenario (the message lists the known ones).
+    """
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown network scenario {name!r}; known: {', '.join(SCENARIOS)}"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Capturing them
+# --------------------------------------------------------------------------------------------
+
+
+def _capture_one(name: str, directory: Path, mode: CaptureMode, port: int, pause: float) -> dict:
+    """Build the network, run the scenario with a sniffer on the server's interface, write."""
+    spec = get(name)
+    shaping = spec.shaping(port)
+    with (
+        tempfile.TemporaryDirectory(prefix=f"labchat-{name}-") as tmp,
+        LabNetwork(shaping, port=port) as net,
+    ):
+        sniffer = Sniffer(SERVER_IFACE, port)
+        t0 = time.monotonic()
+        with net.server():  # the sniffer thread opens its socket on the server host
+            sniffer.start()
+        try:
+            run = spec.func(net, Path(tmp), port=port, pause=pause)
+            packets = sniffer.stop()
+        finally:
+            sniffer.__exit__(None, None, None)
+        elapsed = time.monotonic() - t0
+        dropped = net.dropped()
+        link = net.describe()
+    manifest = build_manifest(
+        name,
+        description=spec.description,
+        parameters={"port": port, "pause": pause},
+        network={**link, "dropped": dropped},
+        run=run,
+        packets=packets,
+        server_port=port,
+        mode=mode,
+        sniffer=sniffer,
+        seconds=elapsed,
+        keylog=None,
+    )
+    write_capture(
+        directory, packets, manifest, keylog=None, iface=SERVER_IFACE,
+        comment=f"labchat scenario {name} (lab network, captured on {SERVER_IFACE})",
+    )  # fmt: skip
+    return manifest
+
+
+def capture_here(
+    names: Sequence[str], dirs: Sequence[Path], mode: CaptureMode, params: dict[str, Any]
+) -> list[dict]:
+    """The private-mode job (`labchat.capture.child`): capture each scenario on its own network.
+
+    Args:
+        names: scenario names.
+        dirs: one output directory per scenario.
+        mode: the capture mode, recorded in the manifests.
+        params: ``port`` (the server's) and ``pause`` (seconds between steps).
+
+    Returns:
+        One manifest per scenario.
+    """
+    port = int(params.get("port", DEFAULT_PORT))
+    pause = float(params.get("pause", PAUSE))
+    return [_capture_one(n, d, mode, port, pause) for n, d in zip(names, dirs, strict=True)]
+
+
+def _choose_mode(mode: str) -> CaptureMode:
+    """private (live) or offline: the lab network needs namespaces, host mode cannot build it."""
+    if mode == "host":
+        raise CaptureError(
+            "the lab network is built in a private user + network namespace; host mode "
+            "(host loopback) cannot carry it: use mode='private' or 'offline'"
+        )
+    chosen = detect_mode(mode)
+    if chosen.name == "host":  # auto picked host: private was not possible, go offline
+        why = chosen.unavailable.get("private", "private namespaces are not available")
+        offline_why = offline_unavailable()
+        if offline_why is not None:
+            raise CaptureError(f"no way to get packets: private: {why}; {offline_why}")
+        return CaptureMode(
+            "offline",
+            "the lab network needs a private namespace, using the shipped reference captures",
+            {"private": why, "host": "host loopback cannot carry a two-host network"},
+        )
+    return chosen
+
+
+def run_scenarios(
+    names: Sequence[str], out: str | Path, *, mode: str = "auto", port: int = DEFAULT_PORT,
+    pause: float = PAUSE,
+) -> list[CaptureResult]:  # fmt: skip
+    """Capture several lab-network scenarios into ``out/<name>/``.
+
+    Args:
+        names: scenario names (see `SCENARIOS`).
+        out: parent directory.
+        mode: ``auto`` (private, else the shipped captures), ``private`` or ``offline``.
+        port: the server's port.
+        pause: seconds between steps.
+
+    Returns:
+        One `labchat.capture.CaptureResult` per scenario; ``.mode`` says how and why.
+
+    Raises:
+        KeyError: unknown scenario.
+        labchat.capture.CaptureError: the capture failed or the mode is unavailable.
+    """
+    for name in names:
+        get(name)
+    return _run(names, [Path(out) / name for name in names], mode, port, pause)
+
+
+def run_scenario(
+    name: str,
+    out: str | Path | None = None,
+    *,
+    mode: str = "auto",
+    port: int = DEFAULT_PORT,
+    pause: float = PAUSE,
+) -> CaptureResult:
+    """Run one lab-network scenario and capture it on the server's interface.
+
+    Args:
+        name: ``syn-retry``, ``lost-segment``, ``slow-link``, ``lost-fin``, ``craft-handshake``
+            or ``craft-handshake-rst``.
+        out: directory for capture.pcapng and manifest.json (a new temporary one if None).
+        mode: ``auto``, ``private`` or ``offline``.
+        port: the server's port.
+        pause: seconds between steps.
+
+    Returns:
+        The `labchat.capture.CaptureResult`.
+    """
+    get(name)
+    directory = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix=f"labchat-{name}-"))
+    return _run([name], [directory], mode, port, pause)[0]
+
+
+def _run(
+    names: Sequence[str], dirs: Sequence[Path], mode: str, port: int, pause: float
+) -> list[CaptureResult]:
+    chosen = _choose_mode(mode)
+    if chosen.name == "offline":
+        return copy_references(names, dirs, chosen)
+    params = {"port": port, "pause": pause}
+    run_private("labchat.capture.network:capture_here", names, dirs, chosen, params,
+                label="lab network capture")  # fmt: skip
+    return [CaptureResult.from_directory(d, chosen) for d in dirs]
+
+
+# --------------------------------------------------------------------------------------------
+# python -m labchat.capture.network
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m labchat.capture.network [list | features | NAME... | --all] [--out DIR]``.
+
+    Errors are one line on stderr and exit status 2.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m labchat.capture.network",
+        description="Capture the lab network's scenarios (two hosts, a 1500-byte link), "
+        "list them, or show which shaping features this kernel has.",
+    )
+    parser.add_argument("targets", nargs="*", metavar="NAME", help="scenario, 'list' or 'features'")
+    parser.add_argument("--all", action="store_true", help="every scenario, into DIR/<name>/")
+    parser.add_argument("--out", metavar="DIR", help="output directory")
+    parser.add_argument("--mode", choices=("auto", "private", "offline"), default="auto")
+    args = parser.parse_args(argv)
+    if args.targets == ["list"]:
+        for s in SCENARIOS.values():
+            shipped = (reference_dir() / s.name / "capture.pcapng").is_file()
+            print(f"  {s.name:<20} {s.description} [{'reference' if shipped else 'no reference'}]")
+        return 0
+    if args.targets == ["features"]:
+        print(json.dumps(features(), indent=2))
+        return 0
+    names = list(SCENARIOS) if args.all else args.targets
+    unknown = [n for n in names if n not in SCENARIOS]
+    if not names or unknown or not args.out:
+        if unknown:
+            why = f"unknown scenario {unknown[0]!r}"
+        elif not names:
+            why = "name scenarios (or --all)"
+        else:
+            why = "--out DIR is required"
+        known = ", ".join(SCENARIOS)
+        print(f"labchat.capture.network: error: {why}; known: {known}", file=sys.stderr)
+        return 2
+    try:
+        results = run_scenarios(names, args.out, mode=args.mode)
+    except (CaptureError, NetworkError, OSError) as exc:
+        print(f"labchat.capture.network: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"capture mode: {results[0].mode.name} ({results[0].mode.reason})")
+    for r in results:
+        print(f"{r.scenario}: {r.manifest['capture']['packets']} packets -> {r.pcap}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
