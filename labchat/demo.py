@@ -1,4 +1,4 @@
-"""`labchat demo`: the whole lab in one headless run.
+"""`labchat demo`: the whole lab in one headless run (the subcommand is `labchat.cli.demo`).
 
 Runs the `tls13-chat` scenario, writes the capture, key log, manifest and a ladder diagram
 into one directory, and prints what a learner would look for: the capture mode used, the
@@ -7,13 +7,12 @@ three handshake segments, the TLS messages and the decrypted chat lines.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import analysis, capture, plots
 
-__all__ = ["DemoResult", "run_demo", "register"]
+__all__ = ["DEFAULT_OUT", "SCENARIO", "DemoResult", "run_demo"]
 
 DEFAULT_OUT = Path("captures") / "demo"
 SCENARIO = "tls13-chat"
@@ -66,16 +65,3 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, mode: str = "auto") -> DemoResult
     png = out / "ladder.png"
     figure.savefig(png, dpi=110, bbox_inches="tight")
     return DemoResult(result, conn, png)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    result = run_demo(args.out, mode=args.mode)
-    print(result.summary())
-    return 0
-
-
-def register(subparsers) -> None:  # type: ignore[no-untyped-def]
-    demo = subparsers.add_parser("demo", help="capture a TLS 1.3 chat and draw its ladder")
-    demo.add_argument("--out", default=str(DEFAULT_OUT), help=f"directory (default {DEFAULT_OUT})")
-    demo.add_argument("--mode", choices=capture.MODES, default="auto", help="capture mode")
-    demo.set_defaults(func=cmd_demo)

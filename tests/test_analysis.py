@@ -277,7 +277,7 @@ def test_public_api_listed() -> None:
 def test_cmd_inspect_prints_facts_and_writes_plot(tmp_path: Path, capsys) -> None:
     import argparse
 
-    from labchat.inspect_cli import cmd_inspect, register
+    from labchat.cli.inspect import cmd_inspect, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

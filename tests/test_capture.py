@@ -515,23 +515,23 @@ def test_CaptureMode_explain_lists_the_other_modes():
 
 
 def test_cli_errors_are_one_line(capsys):
-    from labchat.capture_cli import main
+    from labchat.cli import main
 
-    assert main(["no-such-scenario", "--out", "x"]) == 2
+    assert main(["capture", "no-such-scenario", "--out", "x"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown scenario" in err
-    assert main(["live", "--out", "x"]) == 2
+    assert main(["capture", "live", "--out", "x"]) == 2
     assert "--port" in capsys.readouterr().err
 
 
 def test_cli_list_and_offline_capture(tmp_path, monkeypatch, capsys):
-    from labchat.capture_cli import main
+    from labchat.cli import main
 
     monkeypatch.setenv(capture.MODE_ENV, "offline")
-    assert main(["list"]) == 0
+    assert main(["capture", "list"]) == 0
     out = capsys.readouterr().out
     assert "half-close" in out and "capture mode: offline" in out
-    assert main(["refused", "--out", str(tmp_path / "r")]) == 0
+    assert main(["capture", "refused", "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "capture mode: offline" in out and "refused: 2 packets" in out
 
@@ -539,7 +539,7 @@ def test_cli_list_and_offline_capture(tmp_path, monkeypatch, capsys):
 @pytest.mark.capture
 @needs_host
 def test_cli_live_capture_with_count(tmp_path, capsys):
-    from labchat.capture_cli import main
+    from labchat.cli import main
 
     lab = _Listener()
     t = threading.Timer(0.3, _connect_once, args=(lab.port,))
@@ -547,6 +547,7 @@ def test_cli_live_capture_with_count(tmp_path, capsys):
     try:
         rc = main(
             [
+                "capture",
                 "live",
                 "--port",
                 str(lab.port),

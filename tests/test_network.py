@@ -22,6 +22,7 @@ import pytest
 from labchat import analysis, capture, plots
 from labchat.capture import lossy, modes, netns, network, shaping
 from labchat.capture.shaping import C2S, S2C, Drop, Shaping
+from labchat.cli.capture import network_main
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"
@@ -406,17 +407,17 @@ def test_works_for_an_unprivileged_user() -> None:
 
 
 def test_cli_lists_scenarios_and_refuses_unknown_ones(capsys: pytest.CaptureFixture[str]) -> None:
-    assert network.main(["list"]) == 0
+    assert network_main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in NAMES) and "[reference]" in out
-    assert network.main(["no-such", "--out", "x"]) == 2
+    assert network_main(["no-such", "--out", "x"]) == 2
     assert "unknown scenario 'no-such'" in capsys.readouterr().err
-    assert network.main(["syn-retry"]) == 2
+    assert network_main(["syn-retry"]) == 2
     assert "--out DIR is required" in capsys.readouterr().err
 
 
 def test_cli_offline_copies_references(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert network.main(["--all", "--out", str(tmp_path), "--mode", "offline"]) == 0
+    assert network_main(["--all", "--out", str(tmp_path), "--mode", "offline"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("capture mode: offline")
     assert all((tmp_path / n / "capture.pcapng").is_file() for n in NAMES)

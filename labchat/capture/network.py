@@ -13,7 +13,6 @@ them from a shell (`labchat capture` does too, with the loopback scenarios).
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -31,7 +30,6 @@ from .modes import (
     CaptureMode,
     detect_mode,
     offline_unavailable,
-    reference_dir,
 )
 from .netns import CLIENT_IP, MTU, SERVER_IFACE, SERVER_IP, LabNetwork, NetworkError, features
 from .results import CaptureResult, build_manifest, copy_references, write_capture
@@ -52,7 +50,6 @@ __all__ = [
     "features",
     "get",
     "handshake_by_hand",
-    "main",
     "names",
     "run_scenario",
     "run_scenarios",
@@ -276,58 +273,7 @@ def _run(
     return [CaptureResult.from_directory(d, chosen) for d in dirs]
 
 
-# --------------------------------------------------------------------------------------------
-# python -m labchat.capture.network
-# --------------------------------------------------------------------------------------------
+if __name__ == "__main__":  # python -m labchat.capture.network: see labchat.cli.capture
+    from labchat.cli.capture import network_main
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m labchat.capture.network [list | features | NAME... | --all] [--out DIR]``.
-
-    Errors are one line on stderr and exit status 2.
-    """
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m labchat.capture.network",
-        description="Capture the lab network's scenarios (two hosts, a 1500-byte link), "
-        "list them, or show which shaping features this kernel has.",
-    )
-    parser.add_argument("targets", nargs="*", metavar="NAME", help="scenario, 'list' or 'features'")
-    parser.add_argument("--all", action="store_true", help="every scenario, into DIR/<name>/")
-    parser.add_argument("--out", metavar="DIR", help="output directory")
-    parser.add_argument("--mode", choices=("auto", "private", "offline"), default="auto")
-    args = parser.parse_args(argv)
-    if args.targets == ["list"]:
-        for s in SCENARIOS.values():
-            shipped = (reference_dir() / s.name / "capture.pcapng").is_file()
-            print(f"  {s.name:<20} {s.description} [{'reference' if shipped else 'no reference'}]")
-        return 0
-    if args.targets == ["features"]:
-        print(json.dumps(features(), indent=2))
-        return 0
-    names = list(SCENARIOS) if args.all else args.targets
-    unknown = [n for n in names if n not in SCENARIOS]
-    if not names or unknown or not args.out:
-        if unknown:
-            why = f"unknown scenario {unknown[0]!r}"
-        elif not names:
-            why = "name scenarios (or --all)"
-        else:
-            why = "--out DIR is required"
-        known = ", ".join(SCENARIOS)
-        print(f"labchat.capture.network: error: {why}; known: {known}", file=sys.stderr)
-        return 2
-    try:
-        results = run_scenarios(names, args.out, mode=args.mode)
-    except (CaptureError, NetworkError, OSError) as exc:
-        print(f"labchat.capture.network: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"capture mode: {results[0].mode.name} ({results[0].mode.reason})")
-    for r in results:
-        print(f"{r.scenario}: {r.manifest['capture']['packets']} packets -> {r.pcap}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(network_main())

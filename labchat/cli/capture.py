@@ -9,18 +9,23 @@
 
 Every command prints which capture mode it used and why the other modes were not used.
 Errors are one line on stderr and a non-zero exit code, never a traceback.
+
+``python -m labchat.capture.network [list | features | NAME... | --all] --out DIR`` is
+`network_main`: the lab network's scenarios alone, and what this kernel can do for them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from labchat import capture
 from labchat.capture import network, scenarios
 
-__all__ = ["register", "cmd_capture", "cmd_list", "cmd_live", "cmd_scenario", "main"]
+__all__ = ["cmd_capture", "cmd_list", "cmd_live", "cmd_scenario", "network_main", "register"]
 
 
 def _err(message: str) -> int:
@@ -162,13 +167,47 @@ def cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m labchat.capture_cli ...`` (the same as ``labchat capture ...``)."""
-    parser = argparse.ArgumentParser(prog="labchat")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["capture", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+def network_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m labchat.capture.network [list | features | NAME... | --all] [--out DIR]``.
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    Errors are one line on stderr and exit status 2.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m labchat.capture.network",
+        description="Capture the lab network's scenarios (two hosts, a 1500-byte link), "
+        "list them, or show which shaping features this kernel has.",
+    )
+    parser.add_argument("targets", nargs="*", metavar="NAME", help="scenario, 'list' or 'features'")
+    parser.add_argument("--all", action="store_true", help="every scenario, into DIR/<name>/")
+    parser.add_argument("--out", metavar="DIR", help="output directory")
+    parser.add_argument("--mode", choices=("auto", "private", "offline"), default="auto")
+    args = parser.parse_args(argv)
+    if args.targets == ["list"]:
+        for s in network.SCENARIOS.values():
+            shipped = (capture.reference_dir() / s.name / "capture.pcapng").is_file()
+            print(f"  {s.name:<20} {s.description} [{'reference' if shipped else 'no reference'}]")
+        return 0
+    if args.targets == ["features"]:
+        print(json.dumps(network.features(), indent=2))
+        return 0
+    names = network.names() if args.all else args.targets
+    unknown = [n for n in names if n not in network.SCENARIOS]
+    if not names or unknown or not args.out:
+        if unknown:
+            why = f"unknown scenario {unknown[0]!r}"
+        elif not names:
+            why = "name scenarios (or --all)"
+        else:
+            why = "--out DIR is required"
+        known = ", ".join(network.SCENARIOS)
+        print(f"labchat.capture.network: error: {why}; known: {known}", file=sys.stderr)
+        return 2
+    try:
+        results = network.run_scenarios(names, args.out, mode=args.mode)
+    except (capture.CaptureError, network.NetworkError, OSError) as exc:
+        print(f"labchat.capture.network: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"capture mode: {results[0].mode.name} ({results[0].mode.reason})")
+    for r in results:
+        print(f"{r.scenario}: {r.manifest['capture']['packets']} packets -> {r.pcap}")
+    return 0

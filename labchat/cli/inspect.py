@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TextIO
 
-from .analysis import AnalysisError, Connection, load, tls_round_trips, tls_summary
+from labchat.analysis import AnalysisError, Connection, load, tls_round_trips, tls_summary
 
 __all__ = ["cmd_inspect", "register"]
 
@@ -102,7 +102,7 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if not conns:
             print("labchat inspect: error: no TCP connection to plot", file=sys.stderr)
             return 2
-        from .plots import ladder
+        from labchat.plots import ladder
 
         try:
             ladder(conns[0]).savefig(args.plot, dpi=110)

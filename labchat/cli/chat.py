@@ -1,0 +1,70 @@
+"""``labchat chat``: log in and chat in this terminal."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+from labchat.server import DEFAULT_PORT
+
+from .common import add_password_stdin, print_err, read_password
+
+__all__ = ["cmd_chat", "register"]
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from labchat.client import Client, LoginError, run_chat
+    from labchat.tls import InsecureTLSWarning
+
+    if args.insecure:
+        warnings.simplefilter("always", InsecureTLSWarning)
+        warnings.formatwarning = lambda msg, *a, **k: f"WARNING: {msg}\n"  # one clear line
+    password = read_password(args, confirm=False)
+    client = Client(
+        args.host,
+        args.port,
+        tls=not args.plain,
+        cafile=args.ca,
+        server_hostname=args.server_name,
+        tls_version=args.tls_version,
+        keylog=args.keylog,
+        insecure=args.insecure,
+        certfile=args.cert,
+        keyfile=args.key,
+    )
+    print(
+        f"-- connected: {client.hello.version} {client.hello.text}"
+        + (f" over {client.tls_version}" if client.tls_version else " (plaintext)")
+    )
+    try:
+        client.login(args.user, password)
+    except LoginError as exc:
+        client.close()
+        print_err(f"login refused: {exc.code}: {exc.text}")
+        return 1
+    print(f"-- logged in as {args.user}")
+    return run_chat(client)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``chat`` to the ``labchat`` subcommands."""
+    chat = sub.add_parser("chat", help="chat in this terminal")
+    chat.add_argument("--host", default="127.0.0.1")
+    chat.add_argument("--port", type=int, default=DEFAULT_PORT)
+    chat.add_argument("--user", required=True, help="your user name")
+    add_password_stdin(chat)
+    chat.add_argument("--ca", default=str(Path("certs") / "ca.pem"), help="lab CA certificate")
+    chat.add_argument("--server-name", help="name to check in the certificate (default: host)")
+    chat.add_argument("--tls-version", choices=("1.2", "1.3"))
+    chat.add_argument("--keylog", help="append TLS secrets to this NSS key log file")
+    chat.add_argument("--plain", action="store_true", help="no TLS (server must use --plain)")
+    chat.add_argument(
+        "--insecure",
+        action="store_true",
+        help="skip certificate checks (INSECURE: anyone in the middle can read "
+        "and change the chat)",
+    )
+    chat.add_argument("--cert", help="client certificate (mutual TLS)")
+    chat.add_argument("--key", help="client private key (mutual TLS)")
+    chat.set_defaults(func=cmd_chat)
