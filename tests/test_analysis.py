@@ -277,7 +277,7 @@ def test_public_api_listed() -> None:
 def test_cmd_inspect_prints_facts_and_writes_plot(tmp_path: Path, capsys) -> None:
     import argparse
 
-    from labchat.cli.inspect import cmd_inspect, register
+    from labchat.cli.inspect import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
@@ -291,10 +291,11 @@ def test_cmd_inspect_prints_facts_and_writes_plot(tmp_path: Path, capsys) -> Non
     assert "handshake: ok" in out and "teardown: server closed first" in out
     assert "1 round trip(s)" in out and "c->s  LOGIN alice pw" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
-    bad = parser.parse_args(["inspect", str(tmp_path / "nope.pcap")])
-    assert cmd_inspect(bad) == 2
+    from labchat.cli import main
+
+    assert main(["inspect", str(tmp_path / "nope.pcap")]) == 2  # a bad input file: usage
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("labchat inspect: error:")
+    assert err.count("\n") == 1 and err.startswith("labchat: error: ") and "nope.pcap" in err
 
 
 @pytest.mark.parametrize("name", ["tls12-chat", "tls13-chat"])

@@ -7,6 +7,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,7 +39,7 @@ def run(capsys, *argv: str, stdin: str | None = None, monkeypatch=None) -> tuple
 
 def assert_one_line_error(err: str, *fragments: str) -> None:
     assert "Traceback" not in err
-    assert err.count("\n") == 1 and err.startswith("labchat: "), err
+    assert err.count("\n") == 1 and err.startswith("labchat: error: "), err
     for fragment in fragments:
         assert fragment in err, err
 
@@ -392,7 +393,7 @@ def test_cli_chat_wrong_password_in_a_terminal(make_server, lab_certs) -> None:
         term.expect("password: ")
         term.type("not-the-password\n")
         assert term.finish() == 1
-        assert b"labchat: login refused: auth: invalid user name or password" in term.output
+        assert b"labchat: error: login refused: auth: invalid user name or password" in term.output
         assert b"Traceback" not in term.output
     finally:
         term.close()
@@ -430,3 +431,101 @@ def test_cli_chat_wrong_ca_fails_cleanly(make_server, tmp_path) -> None:
     )
     assert result.returncode == 1
     assert_one_line_error(result.stderr, "certificate verification failed")
+
+
+# --------------------------------------------------------------------------- the one error path
+
+
+def test_cli_usage_error_is_one_line_and_exit_2(capsys) -> None:
+    code, out, err = run(capsys, "serve", "--no-such-option")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "unrecognized arguments: --no-such-option", "--help`")
+    code, _, err = run(capsys)  # no subcommand at all
+    assert code == 2
+    assert_one_line_error(err, "COMMAND", "`labchat --help`")
+    code, _, err = run(capsys, "certs", "--key-type", "dsa")
+    assert code == 2
+    assert_one_line_error(err, "'dsa'")
+
+
+@pytest.mark.parametrize(
+    ("argv", "port"),
+    [
+        (("serve", "--port", "99999"), "99999"),
+        (("serve", "--port", "-1"), "-1"),
+        (("chat", "--user", "alice", "--port", "99999"), "99999"),
+        (("chat", "--user", "alice", "--port", "0"), "0"),
+        (("capture", "live", "--port", "65536", "--out", "x"), "65536"),
+        (("inspect", "x.pcap", "--tls-port", "http"), "http"),
+    ],
+)
+def test_cli_bad_port_is_a_usage_error_naming_the_port(capsys, argv, port) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, f"'{port}' is not a port number")
+
+
+def test_cli_serve_port_0_still_picks_a_free_port() -> None:
+    from labchat.cli import build_parser
+
+    assert build_parser().parse_args(["serve", "--port", "0"]).port == 0
+    assert build_parser().parse_args(["chat", "--user", "a", "--port", "65535"]).port == 65535
+
+
+def test_cli_runtime_error_is_one_line_exit_1_and_debug_shows_the_traceback() -> None:
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))  # bound but never listening: a connection is refused
+        port = str(bound.getsockname()[1])
+        chat = ["chat", "--plain", "--port", port, "--user", "alice", "--password-stdin"]
+        runs = {
+            how: subprocess.run(
+                [sys.executable, "-m", "labchat", *flags, *chat],
+                input="pw\n",
+                capture_output=True,
+                text=True,
+                env={**python_env(), **env},
+                timeout=30,
+            )
+            for how, flags, env in (
+                ("plain", [], {}),
+                ("LABCHAT_DEBUG=1", [], {"LABCHAT_DEBUG": "1"}),
+                ("-v", ["-v"], {}),
+            )
+        }
+    assert runs["plain"].returncode == 1
+    assert_one_line_error(runs["plain"].stderr, "connection failed")
+    for how in ("LABCHAT_DEBUG=1", "-v"):
+        result = runs[how]
+        assert result.returncode == 1, how
+        assert result.stderr.startswith("Traceback (most recent call last):"), how
+        assert result.stderr.splitlines()[-1] == runs["plain"].stderr.strip(), how
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_cli_ctrl_c_exits_130_without_a_traceback(make_server, lab_certs) -> None:
+    server = make_server()
+    term = Terminal(chat_argv(server, lab_certs))
+    try:
+        term.expect("password: ")
+        term.proc.send_signal(signal.SIGINT)
+        assert term.finish() == 130
+        assert b"Traceback" not in term.output
+    finally:
+        term.close()
+
+
+def test_cli_subcommand_that_fails_to_import_is_reported_not_dropped(
+    capsys, monkeypatch, tmp_path
+) -> None:
+    # None in sys.modules: importing labchat.cli.inspect raises ImportError, as it would if
+    # one of its dependencies were missing.
+    monkeypatch.setitem(sys.modules, "labchat.cli.inspect", None)
+    code, out, err = run(capsys, "inspect", "x.pcap", "--keylog", "keys.log")
+    assert code == 1 and out == ""
+    assert_one_line_error(err, "`labchat inspect` is not available", "labchat.cli.inspect")
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    assert re.search(r"inspect\s+\(not available", capsys.readouterr().out)
+    code, out, err = run(capsys, "users", "--users", str(tmp_path / "users.json"))
+    assert code == 0 and "no users" in out, err  # the rest of the CLI still works

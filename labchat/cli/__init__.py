@@ -1,7 +1,8 @@
 """``labchat ...``: the command line. Each subcommand is a thin shell around the package.
 
 ==============  ===========================================================================
-``main``        the parser, and the one place errors are printed and exit codes decided
+``main``        the parser: every subcommand, even one whose module fails to import
+``errors``      the one error path: one ``labchat: error:`` line, exit 2 usage / 1 runtime
 ``serve``       ``labchat serve``
 ``chat``        ``labchat chat``
 ``admin``       ``labchat init``, ``certs``, ``adduser``, ``deluser``, ``users``

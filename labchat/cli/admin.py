@@ -8,7 +8,8 @@ import secrets
 from labchat.auth import UserStore
 from labchat.certs import create_lab_certs, issue_client_cert, lab_cert_paths
 
-from .common import UsageError, add_password_stdin, add_users_option, read_password
+from .common import add_password_stdin, add_users_option, read_password
+from .errors import UsageError
 
 __all__ = [
     "DEMO_USERS",

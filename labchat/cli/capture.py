@@ -8,7 +8,7 @@
     labchat capture live --port 5050 --out captures/live [--duration S] [--count N]
 
 Every command prints which capture mode it used and why the other modes were not used.
-Errors are one line on stderr and a non-zero exit code, never a traceback.
+Errors are one line on stderr and a non-zero exit code, never a traceback (`labchat.cli.errors`).
 
 ``python -m labchat.capture.network [list | features | NAME... | --all] --out DIR`` is
 `network_main`: the lab network's scenarios alone, and what this kernel can do for them.
@@ -18,19 +18,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from labchat import capture
 from labchat.capture import network, scenarios
 
-__all__ = ["cmd_capture", "cmd_list", "cmd_live", "cmd_scenario", "network_main", "register"]
+from .errors import ArgumentParser, CommandError, UsageError, port, run_command
 
-
-def _err(message: str) -> int:
-    print(f"labchat capture: error: {message}", file=sys.stderr)
-    return 2
+__all__ = [
+    "cmd_capture",
+    "cmd_list",
+    "cmd_live",
+    "cmd_network",
+    "cmd_scenario",
+    "network_main",
+    "register",
+]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="output directory")
     p.add_argument("--all", action="store_true", help="every scenario, into DIR/<scenario>/")
     p.add_argument("--mode", choices=capture.MODES, default="auto", help="capture mode")
-    p.add_argument("--port", type=int, help="server port (live: required)")
+    p.add_argument("--port", type=port, help="server port (live: required)")
     p.add_argument("--pause", type=float, help="seconds between scenario steps")
     p.add_argument("--duration", type=float, metavar="S", help="live: stop after S seconds")
     p.add_argument("--count", type=int, metavar="N", help="live: stop after N packets")
@@ -70,7 +74,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     if args.target == "live":
         return cmd_live(args)
     if args.target is None and not args.all:
-        return _err("name a scenario, 'live' or 'list' (or pass --all)")
+        raise UsageError("name a scenario, 'live' or 'list' (or pass --all)")
     return cmd_scenario(args)
 
 
@@ -99,9 +103,9 @@ def cmd_scenario(args: argparse.Namespace) -> int:
     names = every if args.all else [args.target]
     unknown = [n for n in names if n not in every]
     if unknown:
-        return _err(f"unknown scenario {unknown[0]!r}; choose one of: {', '.join(every)}")
+        raise UsageError(f"unknown scenario {unknown[0]!r}; choose one of: {', '.join(every)}")
     if not args.out:
-        return _err("--out DIR is required")
+        raise UsageError("--out DIR is required")
     params = {}
     if args.port is not None:
         params["port"] = args.port
@@ -122,8 +126,8 @@ def cmd_scenario(args: argparse.Namespace) -> int:
             results.append(network.run_scenario(names[0], out, mode=args.mode, **params))
         else:
             results.append(capture.run_scenario(names[0], out, mode=args.mode, **params))
-    except (capture.CaptureError, network.NetworkError, ValueError, OSError) as exc:
-        return _err(str(exc))
+    except (capture.CaptureError, network.NetworkError) as exc:
+        raise CommandError(str(exc)) from exc
     _print_mode(results[0].mode)
     for r in results:
         keys = f" + {r.keylog.name} (also embedded)" if r.keylog else ""
@@ -135,11 +139,11 @@ def cmd_scenario(args: argparse.Namespace) -> int:
 def cmd_live(args: argparse.Namespace) -> int:
     """Capture host loopback traffic to/from ``--port`` until Ctrl-C, --duration or --count."""
     if args.port is None:
-        return _err("live capture needs --port P (the chat server's port)")
+        raise UsageError("live capture needs --port P (the chat server's port)")
     if not args.out:
-        return _err("--out DIR is required")
+        raise UsageError("--out DIR is required")
     if args.mode not in ("auto", "host"):
-        return _err("live capture only works in host mode (the chat runs in the host network)")
+        raise UsageError("live capture only works in host mode (the chat runs in the host network)")
     bound = []
     if args.duration:
         bound.append(f"{args.duration:g} s")
@@ -160,19 +164,15 @@ def cmd_live(args: argparse.Namespace) -> int:
             keylog=args.keylog,
             on_start=started,
         )
-    except (capture.CaptureError, OSError) as exc:
-        return _err(str(exc))
+    except capture.CaptureError as exc:
+        raise CommandError(str(exc)) from exc
     _print_mode(result.mode)
     print(f"live: {result.manifest['capture']['packets']} packets -> {result.pcap}")
     return 0
 
 
-def network_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m labchat.capture.network [list | features | NAME... | --all] [--out DIR]``.
-
-    Errors are one line on stderr and exit status 2.
-    """
-    parser = argparse.ArgumentParser(
+def _network_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="python -m labchat.capture.network",
         description="Capture the lab network's scenarios (two hosts, a 1500-byte link), "
         "list them, or show which shaping features this kernel has.",
@@ -181,7 +181,12 @@ def network_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every scenario, into DIR/<name>/")
     parser.add_argument("--out", metavar="DIR", help="output directory")
     parser.add_argument("--mode", choices=("auto", "private", "offline"), default="auto")
-    args = parser.parse_args(argv)
+    parser.set_defaults(func=cmd_network)
+    return parser
+
+
+def cmd_network(args: argparse.Namespace) -> int:
+    """List, probe or capture the lab network's scenarios (`network_main`'s handler)."""
     if args.targets == ["list"]:
         for s in network.SCENARIOS.values():
             shipped = (capture.reference_dir() / s.name / "capture.pcapng").is_file()
@@ -192,22 +197,33 @@ def network_main(argv: Sequence[str] | None = None) -> int:
         return 0
     names = network.names() if args.all else args.targets
     unknown = [n for n in names if n not in network.SCENARIOS]
-    if not names or unknown or not args.out:
-        if unknown:
-            why = f"unknown scenario {unknown[0]!r}"
-        elif not names:
-            why = "name scenarios (or --all)"
-        else:
-            why = "--out DIR is required"
-        known = ", ".join(network.SCENARIOS)
-        print(f"labchat.capture.network: error: {why}; known: {known}", file=sys.stderr)
-        return 2
+    if unknown:
+        why = f"unknown scenario {unknown[0]!r}"
+    elif not names:
+        why = "name scenarios (or --all)"
+    elif not args.out:
+        why = "--out DIR is required"
+    else:
+        why = None
+    if why is not None:
+        raise UsageError(f"{why}; known: {', '.join(network.SCENARIOS)}")
     try:
         results = network.run_scenarios(names, args.out, mode=args.mode)
-    except (capture.CaptureError, network.NetworkError, OSError) as exc:
-        print(f"labchat.capture.network: error: {exc}", file=sys.stderr)
-        return 2
+    except (capture.CaptureError, network.NetworkError) as exc:
+        raise CommandError(str(exc)) from exc
     print(f"capture mode: {results[0].mode.name} ({results[0].mode.reason})")
     for r in results:
         print(f"{r.scenario}: {r.manifest['capture']['packets']} packets -> {r.pcap}")
     return 0
+
+
+def network_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m labchat.capture.network [list | features | NAME... | --all] [--out DIR]``.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit code, as for ``labchat`` (`labchat.cli.errors`).
+    """
+    return run_command(_network_parser, argv)

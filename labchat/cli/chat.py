@@ -8,7 +8,8 @@ from pathlib import Path
 
 from labchat.server import DEFAULT_PORT
 
-from .common import add_password_stdin, print_err, read_password
+from .common import add_password_stdin, read_password
+from .errors import CommandError, port
 
 __all__ = ["cmd_chat", "register"]
 
@@ -41,8 +42,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         client.login(args.user, password)
     except LoginError as exc:
         client.close()
-        print_err(f"login refused: {exc.code}: {exc.text}")
-        return 1
+        raise CommandError(f"login refused: {exc.code}: {exc.text}") from exc
     print(f"-- logged in as {args.user}")
     return run_chat(client)
 
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``chat`` to the ``labchat`` subcommands."""
     chat = sub.add_parser("chat", help="chat in this terminal")
     chat.add_argument("--host", default="127.0.0.1")
-    chat.add_argument("--port", type=int, default=DEFAULT_PORT)
+    chat.add_argument("--port", type=port, default=DEFAULT_PORT)
     chat.add_argument("--user", required=True, help="your user name")
     add_password_stdin(chat)
     chat.add_argument("--ca", default=str(Path("certs") / "ca.pem"), help="lab CA certificate")

@@ -8,11 +8,9 @@ import sys
 
 from labchat.server import DEFAULT_USERS
 
-__all__ = ["UsageError", "add_password_stdin", "add_users_option", "print_err", "read_password"]
+from .errors import UsageError
 
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2."""
+__all__ = ["add_password_stdin", "add_users_option", "read_password"]
 
 
 def read_password(args: argparse.Namespace, *, confirm: bool) -> str:
@@ -36,11 +34,6 @@ def read_password(args: argparse.Namespace, *, confirm: bool) -> str:
     if confirm and getpass.getpass("again: ") != password:
         raise UsageError("the two passwords differ")
     return password
-
-
-def print_err(message: str) -> None:
-    """One error line on stderr."""
-    print(f"labchat: {message}", file=sys.stderr)
 
 
 def add_users_option(parser: argparse.ArgumentParser) -> None:

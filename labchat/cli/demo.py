@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from labchat.capture import MODES
+from labchat.capture import MODES, CaptureError
 from labchat.demo import DEFAULT_OUT, run_demo
+
+from .errors import CommandError
 
 __all__ = ["cmd_demo", "register"]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run `labchat.demo.run_demo` and print its summary."""
-    result = run_demo(args.out, mode=args.mode)
+    try:
+        result = run_demo(args.out, mode=args.mode)
+    except CaptureError as exc:
+        raise CommandError(str(exc)) from exc
     print(result.summary())
     return 0
 

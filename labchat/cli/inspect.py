@@ -8,6 +8,8 @@ from typing import TextIO
 
 from labchat.analysis import AnalysisError, Connection, load, tls_round_trips, tls_summary
 
+from .errors import UsageError, port
+
 __all__ = ["cmd_inspect", "register"]
 
 
@@ -23,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--tls-port",
         metavar="P",
-        type=int,
+        type=port,
         action="append",
         default=[],
         help="decode this server port as TLS (repeatable; 443 and TLS-looking streams always are)",
@@ -79,7 +81,15 @@ def _describe(conn: Connection, out: TextIO) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Run ``labchat inspect``. Returns 0, or 2 (one error line on stderr) for bad input."""
+    """Run ``labchat inspect``.
+
+    Returns:
+        0.
+
+    Raises:
+        UsageError: the file (or key log) cannot be read as a capture, there is no connection
+            to plot, or the plot cannot be written.
+    """
     out = out or sys.stdout
     try:
         cap = load(args.file, keylog=args.keylog, tls_ports=args.tls_port or ())
@@ -87,8 +97,7 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if args.stream is not None:
             conns = [cap.connection(args.stream)]
     except AnalysisError as exc:
-        print(f"labchat inspect: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     print(f"{cap.path.name}: {len(cap.packets)} packets, {len(cap.connections())} TCP connections",
           file=out)  # fmt: skip
     for w in cap.warnings:
@@ -100,15 +109,12 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO | None = None) -> int:
         _describe(conn, out)
     if args.plot:
         if not conns:
-            print("labchat inspect: error: no TCP connection to plot", file=sys.stderr)
-            return 2
+            raise UsageError(f"{args.file}: no TCP connection to plot")
         from labchat.plots import ladder
 
         try:
             ladder(conns[0]).savefig(args.plot, dpi=110)
         except OSError as exc:
-            print(f"labchat inspect: error: cannot write {args.plot}: {exc.strerror}",
-                  file=sys.stderr)  # fmt: skip
-            return 2
+            raise UsageError(f"cannot write {args.plot}: {exc.strerror}") from exc
         print(f"ladder diagram of connection #{conns[0].stream} written to {args.plot}", file=out)
     return 0

@@ -1,70 +1,82 @@
-"""The ``labchat`` command: one parser with a subcommand per task, and one place errors end up.
+"""The ``labchat`` command: one parser with a subcommand per task, one place errors end up.
 
-Handlers return an exit code: 0 done, 1 failed at run time, 2 bad input. Errors a user can
-fix are printed as one line on stderr, never as a traceback.
+Each subcommand group is a module with ``register(subparsers)``; its handlers return 0 or
+raise (`labchat.cli.errors` says how a failure is printed and which exit code it gets).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import ssl
+from collections.abc import Sequence
 
 from labchat import __version__
-from labchat.auth import AuthError
 
-from . import admin, chat, serve
-from .common import UsageError, print_err
+from .errors import DEBUG_ENV, ArgumentParser, CommandError, run_command
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: The subcommand modules of `labchat.cli` and the subcommands each adds, in ``--help`` order.
+#: Listed here rather than learnt from the module, so a module that fails to import is still
+#: a subcommand that says why it cannot run, instead of one that silently is not there.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "serve": ("serve",),
+    "chat": ("chat",),
+    "admin": ("adduser", "deluser", "users", "certs", "init"),
+    "capture": ("capture",),
+    "inspect": ("inspect",),
+    "demo": ("demo",),
+}
+
+
+def _register_unavailable(
+    sub: argparse._SubParsersAction, module: str, names: Sequence[str], exc: ImportError
+) -> None:
+    for name in names:
+        error = CommandError(
+            f"`labchat {name}` is not available: importing {module} failed "
+            f"({type(exc).__name__}: {exc}); reinstall labchat with its dependencies"
+        )
+        error.__cause__ = exc
+        sub.add_parser(name, help=f"(not available: {exc})", unavailable=error)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``labchat`` argument parser, every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    """The ``labchat`` argument parser, every subcommand registered.
+
+    Returns:
+        The parser; each subcommand sets ``func`` (a handler taking the parsed arguments).
+    """
+    parser = ArgumentParser(
         prog="labchat", description="An educational TLS chat lab: serve, chat, capture, inspect."
     )
     parser.add_argument("--version", action="version", version=f"labchat {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="debug",
+        action="store_true",
+        help=f"show the traceback behind an error (or set {DEBUG_ENV}=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve.register(sub)
-    chat.register(sub)
-    admin.register(sub)
-    # Capture, inspection and the demo live in their own modules (issue: see the wire).
-    for module in ("capture", "inspect", "demo"):
+    for module, names in COMMANDS.items():
+        qualified = f"{__package__}.{module}"
         try:
-            mod = importlib.import_module(f"labchat.cli.{module}")
-        except ImportError:
+            mod = importlib.import_module(qualified)
+        except ImportError as exc:
+            _register_unavailable(sub, qualified, names, exc)
             continue
         mod.register(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run ``labchat ARGV``; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ssl.SSLCertVerificationError as exc:
-        print_err(
-            f"certificate verification failed: {exc.verify_message or exc} "
-            "(does --ca point at the lab CA, and does --server-name match?)"
-        )
-        return 1
-    except ssl.SSLError as exc:
-        print_err(f"TLS failed: {exc.reason or exc}")
-        return 1
-    except ConnectionError as exc:
-        print_err(f"connection failed: {exc.strerror or exc}")
-        return 1
-    except (UsageError, AuthError, ValueError) as exc:
-        print_err(str(exc))
-        return 2
-    except (FileNotFoundError, FileExistsError, PermissionError) as exc:
-        print_err(str(exc))
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except OSError as exc:
-        print_err(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
-        return 1
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``labchat ARGV``.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 done, 1 runtime error, 2 usage error, 130 Ctrl-C.
+    """
+    return run_command(build_parser, argv)

@@ -13,6 +13,7 @@ from pathlib import Path
 from labchat.server import DEFAULT_PORT, Limits, Server
 
 from .common import add_users_option
+from .errors import port_or_zero
 
 __all__ = ["cmd_serve", "register"]
 
@@ -112,7 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``serve`` to the ``labchat`` subcommands."""
     serve = sub.add_parser("serve", help="run the chat server")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0 picks one)")
+    serve.add_argument("--port", type=port_or_zero, default=DEFAULT_PORT, help="port (0 picks one)")
     serve.add_argument("--certs", default="certs", help="directory with server.pem/server.key")
     add_users_option(serve)
     serve.add_argument("--plain", action="store_true", help="no TLS (INSECURE; for lessons)")
