@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 JUPYTER_PORT ?= 8888
 
-.PHONY: setup lab test lint demo captures bench clean
+.PHONY: setup lab test lint demo captures bench clean student
 
 # Create the venv if missing and install labchat with its test extras.
 # Re-runs only when pyproject.toml changes.
@@ -61,3 +61,9 @@ demo: setup
 bench: setup
 	@sh bench/ensure_deps.sh
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# The student edition of the notebooks (answers removed, solution cells emptied, checks kept)
+# in student/ (STUDENT_DIR=...): hand that folder out. notebooks/README.md has the convention.
+STUDENT_DIR ?= student
+student: setup
+	$(PY) -m labchat.classroom.edition $(STUDENT_DIR)
