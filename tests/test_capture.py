@@ -127,27 +127,40 @@ def test_detect_mode_without_unshare_falls_back_and_says_why(monkeypatch, no_env
     assert "not private: no `unshare`" in mode.explain()
 
 
-def test_detect_mode_explains_apparmor_restriction(monkeypatch, no_env):
-    real = modes._read_sysctl
-    sysctls = {"/proc/sys/kernel/apparmor_restrict_unprivileged_userns": "1"}
-    monkeypatch.setattr(modes, "_read_sysctl", lambda p: sysctls.get(p, real(p)))
-    monkeypatch.setattr(
-        modes,
-        "_probe_private_namespace",
-        lambda: (False, "unshare: write failed /proc/self/uid_map: Operation not permitted"),
-    )
-    monkeypatch.setattr(modes, "host_unavailable", lambda: None)
-    mode = detect_mode()
+def _kernel(**sysctls: str):
+    """A sysctl reader for `modes.private_unavailable` that plays a kernel with these values."""
+    paths = {
+        "apparmor": "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+        "max_user_namespaces": "/proc/sys/user/max_user_namespaces",
+    }
+    values = {paths[k]: v for k, v in sysctls.items()}
+    return lambda path: values.get(path, modes.read_sysctl(path))
+
+
+def test_detect_mode_explains_apparmor_restriction(no_env):
+    def refused() -> tuple[bool, str]:
+        return False, "unshare: write failed /proc/self/uid_map: Operation not permitted"
+
+    def private() -> str | None:
+        return modes.private_unavailable(read=_kernel(apparmor="1"), probe=refused)
+
+    mode = detect_mode(checks={"private": private, "host": lambda: None})
     assert mode.name == "host"
     assert "apparmor_restrict_unprivileged_userns=1" in mode.unavailable["private"]
     assert "Operation not permitted" in mode.unavailable["private"]
 
 
-def test_detect_mode_explains_disabled_user_namespaces(monkeypatch, no_env):
-    real = modes._read_sysctl
-    sysctls = {"/proc/sys/user/max_user_namespaces": "0"}
-    monkeypatch.setattr(modes, "_read_sysctl", lambda p: sysctls.get(p, real(p)))
-    assert "max_user_namespaces is 0" in modes.private_unavailable()
+def test_detect_mode_explains_disabled_user_namespaces():
+    def never_called() -> tuple[bool, str]:
+        raise AssertionError("the probe must not run when user namespaces are off")
+
+    why = modes.private_unavailable(read=_kernel(max_user_namespaces="0"), probe=never_called)
+    assert why is not None and "max_user_namespaces is 0" in why
+
+
+def test_detect_mode_rejects_checks_for_unknown_modes():
+    with pytest.raises(ValueError, match="unknown modes"):
+        detect_mode(checks={"wireless": lambda: None})
 
 
 def test_detect_mode_explicit_unavailable_mode_raises(monkeypatch, no_env):

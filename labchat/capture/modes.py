@@ -23,7 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +40,8 @@ __all__ = [
     "host_unavailable",
     "offline_unavailable",
     "private_unavailable",
+    "probe_private_namespace",
+    "read_sysctl",
     "reference_dir",
     "unshare_command",
 ]
@@ -93,7 +95,8 @@ def _euid() -> int:
     return os.geteuid()
 
 
-def _read_sysctl(path: str) -> str | None:
+def read_sysctl(path: str) -> str | None:
+    """The text of a sysctl file (``/proc/sys/...``), stripped, or None if it cannot be read."""
     try:
         return Path(path).read_text().strip()
     except OSError:
@@ -120,8 +123,12 @@ def unshare_command() -> list[str] | None:
     return [exe, "--user", "--map-root-user", "--net", "--"]
 
 
-def _probe_private_namespace() -> tuple[bool, str]:
-    """Really try: enter a user+net namespace, bring lo up, open a packet socket."""
+def probe_private_namespace() -> tuple[bool, str]:
+    """Really try: enter a user+net namespace, bring lo up, open a packet socket.
+
+    Returns:
+        ``(True, "")`` if that worked, else ``(False, the last line unshare or Python said)``.
+    """
     cmd = unshare_command()
     if cmd is None:
         return False, "no unshare binary"
@@ -140,24 +147,36 @@ def _probe_private_namespace() -> tuple[bool, str]:
     return False, err
 
 
-def private_unavailable() -> str | None:
-    """Why the private namespace mode cannot be used here, or None if it can."""
+def private_unavailable(
+    *,
+    read: Callable[[str], str | None] = read_sysctl,
+    probe: Callable[[], tuple[bool, str]] = probe_private_namespace,
+) -> str | None:
+    """Why the private namespace mode cannot be used here, or None if it can.
+
+    Args:
+        read: reads a sysctl (`read_sysctl`); a test passes one that plays another kernel.
+        probe: really tries the namespace (`probe_private_namespace`); likewise replaceable.
+
+    Returns:
+        One sentence a learner can act on, or None.
+    """
     if not sys.platform.startswith("linux"):
         return f"user and network namespaces are Linux-only (this is {sys.platform})"
     if unshare_command() is None:
         return "no `unshare` binary on PATH (install util-linux)"
-    max_ns = _read_sysctl("/proc/sys/user/max_user_namespaces")
+    max_ns = read("/proc/sys/user/max_user_namespaces")
     if max_ns is not None and max_ns.isdigit() and int(max_ns) == 0:
         return "user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0)"
-    if _read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == "0" and _euid() != 0:
+    if read("/proc/sys/kernel/unprivileged_userns_clone") == "0" and _euid() != 0:
         return (
             "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0; "
             "`sudo sysctl kernel.unprivileged_userns_clone=1` enables them)"
         )
-    ok, err = _probe_private_namespace()
+    ok, err = probe()
     if ok:
         return None
-    if _read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
         return (
             "AppArmor restricts unprivileged user namespaces "
             "(kernel.apparmor_restrict_unprivileged_userns=1, the Ubuntu 23.10+ default; "
@@ -200,7 +219,7 @@ def offline_unavailable(scenario: str | None = None) -> str | None:
     return None
 
 
-# Looked up at call time (not bound here) so tests can simulate a restricted machine.
+# Looked up at call time (not bound here), so a patched module function is the one called.
 _CHECKS: dict[str, Callable[[], str | None]] = {
     "private": lambda: private_unavailable(),
     "host": lambda: host_unavailable(),
@@ -214,12 +233,17 @@ _WHY_CHOSEN = {
 }
 
 
-def detect_mode(preferred: str = "auto") -> CaptureMode:
+def detect_mode(
+    preferred: str = "auto", *, checks: Mapping[str, Callable[[], str | None]] | None = None
+) -> CaptureMode:
     """Choose how to get packets, and say why.
 
     Args:
         preferred: ``auto`` (try private, host, offline in that order; the environment
             variable ``LABCHAT_CAPTURE_MODE`` overrides it), or one mode to insist on.
+        checks: mode name -> a function that says why that mode is unavailable (None: it is
+            available), replacing `private_unavailable`, `host_unavailable` or
+            `offline_unavailable` for that mode; how a test plays a restricted machine.
 
     Returns:
         The chosen `CaptureMode`, with the reason each other mode was not used.
@@ -230,6 +254,9 @@ def detect_mode(preferred: str = "auto") -> CaptureMode:
     """
     if preferred not in MODES:
         raise ValueError(f"unknown capture mode {preferred!r}; choose one of {MODES}")
+    if checks and not set(checks) <= set(_CHECKS):
+        raise ValueError(f"checks for unknown modes: {sorted(set(checks) - set(_CHECKS))}")
+    checks = {**_CHECKS, **(checks or {})}
     forced_by = None
     if preferred == "auto":
         env = os.environ.get(MODE_ENV, "").strip()
@@ -238,7 +265,7 @@ def detect_mode(preferred: str = "auto") -> CaptureMode:
                 raise ValueError(f"{MODE_ENV}={env!r} is not one of {MODES}")
             preferred, forced_by = env, f"{MODE_ENV}={env}"
     if preferred != "auto":
-        why_not = _CHECKS[preferred]()
+        why_not = checks[preferred]()
         if why_not is not None:
             via = f" (from {forced_by})" if forced_by else ""
             raise CaptureError(f"capture mode {preferred!r}{via} is not available: {why_not}")
@@ -247,7 +274,7 @@ def detect_mode(preferred: str = "auto") -> CaptureMode:
         return CaptureMode(preferred, reason, others)
     unavailable: dict[str, str] = {}
     chosen: str | None = None
-    for name, check in _CHECKS.items():
+    for name, check in checks.items():
         if chosen is not None:
             why_not = check()
             if why_not is None:
