@@ -155,12 +155,21 @@ class Sniffer:
         iface: interface to sniff (``lo``).
         port: keep only TCP segments to or from this port; None keeps all TCP.
         use_pcap: force libpcap on/off; None uses it when `libpcap_available`.
+        keep_recent: also keep the newest this many packets in `recent` while sniffing (for
+            a live view that redraws as packets arrive); 0 keeps none there.
 
     With libpcap the filter is a BPF program (``tcp port P``) run in the kernel; without it a
     Python ``lfilter`` does the same job after the packets are copied to us.
     """
 
-    def __init__(self, iface: str = "lo", port: int | None = None, *, use_pcap: bool | None = None):
+    def __init__(
+        self,
+        iface: str = "lo",
+        port: int | None = None,
+        *,
+        use_pcap: bool | None = None,
+        keep_recent: int = 0,
+    ):
         load_layers()
         self.iface = iface
         self.port = port
@@ -176,6 +185,8 @@ class Sniffer:
         self._sniffer: Any = None
         self._last_packet = 0.0
         self.count = 0
+        #: The newest ``keep_recent`` packets, oldest first (appended by the sniffer thread).
+        self.recent: deque[Any] = deque(maxlen=keep_recent)
 
     def _match(self, pkt: Any) -> bool:
         from scapy.layers.inet import TCP
@@ -189,6 +200,8 @@ class Sniffer:
     def _seen(self, pkt: Any) -> None:
         self._last_packet = time.monotonic()
         self.count += 1
+        if self.recent.maxlen:
+            self.recent.append(pkt)
 
     def start(self, timeout: float = _START_TIMEOUT_S) -> Sniffer:
         """Start sniffing and return once the socket is open and listening.
