@@ -1,4 +1,5 @@
-"""Facts -> matplotlib figures: ladder diagram, time-sequence graph, TLS comparison, TCP header.
+"""Facts -> matplotlib figures: ladder diagram, time-sequence graph, TLS comparison, TCP header,
+and the room's broadcast latency and live view (numbers measured by `labchat.lab`).
 
 Every function takes facts from :mod:`labchat.analysis`, draws on ``ax`` when given (else on
 a new :class:`matplotlib.figure.Figure`, which needs no pyplot and no display) and returns the
@@ -12,17 +13,22 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from .analysis import Connection, Segment
+    from .lab import RoomStats, RoomView
 
 __all__ = [
     "FLAG_NAMES",
+    "broadcast_latency",
     "flag_words",
     "in_flight",
     "ladder",
     "lost_originals",
+    "room_view",
     "rtt",
     "tcp_header",
     "time_sequence",
@@ -483,4 +489,96 @@ def tcp_header(segment: Segment, ax: Axes | None = None) -> Figure:
         f" {segment.payload_len} payload bytes)",
         fontsize=10,
     )
+    return fig
+
+
+# --- A chat room: broadcast latency, live view (measured by labchat.lab) ---------------------
+
+
+def broadcast_latency(stats: Sequence[RoomStats], ax: Axes | None = None) -> Figure:
+    """Broadcast latency against room size: median receiver and last receiver.
+
+    Args:
+        stats: from `labchat.lab.measure_broadcast_latency`, one per room size.
+        ax: where to draw; a new Figure when None.
+
+    Returns:
+        The Figure drawn on.
+    """
+    fig, ax = _new_axes(ax, (7.5, 4.2))
+    xs = [s.clients for s in stats]
+    ax.plot(xs, [s.median_receiver for s in stats], "o-",
+            label="median receiver (median over messages)")  # fmt: skip
+    ax.plot(xs, [s.last_receiver for s in stats], "s-",
+            label="last receiver (median over messages)")  # fmt: skip
+    ax.plot(xs, [s.worst for s in stats], "^:", color="#999999",
+            label="last receiver, worst message")  # fmt: skip
+    ax.set_xlabel("clients in the room")
+    ax.set_ylabel("SAY -> MSG received (ms)")
+    ax.set_title("Broadcast latency as the room grows (one server, thread per client)")
+    ax.set_xticks(xs)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def room_view(view: RoomView) -> Figure:
+    """One frame of the live room view, readable on a projector.
+
+    Who is in the room (left, top), messages per second and the PING round trip over time
+    (left, bottom) and the newest segments as a ladder (right), or why there are none.
+
+    Args:
+        view: from `labchat.lab.live_room_view`, at one refresh (at least one measured).
+
+    Returns:
+        A new Figure (13 x 7 inches, four axes).
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13.0, 7.0), layout="constrained")
+    grid = fig.add_gridspec(2, 2, width_ratios=[1, 1.3])
+    ax_who = fig.add_subplot(grid[0, 0])
+    ax_rate = fig.add_subplot(grid[1, 0])
+    ax_ladder = fig.add_subplot(grid[:, 1])
+    fig.suptitle(
+        f"labchat room on {view.host}:{view.port}  (t = {view.times[-1]:.0f} s)", fontsize=15
+    )
+
+    members = view.members
+    ax_who.set_axis_off()
+    ax_who.set_title(f"In the room: {len(members)}", fontsize=14, loc="left")
+    shown = members[:24]
+    cols = 3 if len(shown) > 8 else 1
+    per_col = -(-len(shown) // cols) if shown else 1
+    for i, name in enumerate(shown):
+        ax_who.text(i // per_col / cols, 1 - (i % per_col + 1) / (per_col + 1), name,
+                    fontsize=13 if cols == 1 else 11, transform=ax_who.transAxes)  # fmt: skip
+    if len(members) > len(shown):
+        ax_who.text(0, 0, f"... and {len(members) - len(shown)} more", fontsize=11,
+                    transform=ax_who.transAxes)  # fmt: skip
+
+    times, rates, rtts = view.times, view.rates, view.rtts
+    ax_rate.plot(times, rates, "o-", color="#1f5fa8", label="messages/s")
+    ax_rate.set_xlabel("seconds watched", fontsize=11)
+    ax_rate.set_ylabel("messages per second", fontsize=11, color="#1f5fa8")
+    ax_rate.set_ylim(bottom=0, top=max(rates + [1]) * 1.25)
+    ax_rate.grid(True, alpha=0.3)
+    ax_rtt = ax_rate.twinx()
+    ax_rtt.plot(times, rtts, "s--", color="#b5461a", label="server round trip (ms)")
+    ax_rtt.set_ylabel("PING round trip (ms)", fontsize=11, color="#b5461a")
+    ax_rtt.set_ylim(bottom=0, top=max(rtts + [1]) * 1.25)
+    ax_rate.set_title(f"{rates[-1]:.0f} msg/s, round trip {rtts[-1]:.1f} ms", fontsize=13,
+                      loc="left")  # fmt: skip
+
+    if view.newest is not None:
+        ladder(view.newest, ax_ladder, title=f"Newest {len(view.newest.segments)} segments")
+    else:
+        ax_ladder.set_axis_off()
+        why = view.no_capture
+        text = "no segments captured yet" if why is None else f"no live capture:\n{why}"
+        ax_ladder.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=11,
+                       transform=ax_ladder.transAxes)  # fmt: skip
+        ax_ladder.set_title("Newest segments", fontsize=13)
     return fig
