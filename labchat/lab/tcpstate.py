@@ -38,17 +38,20 @@ def _hex_addr(text: str) -> tuple[str, int]:
     return ip, int(port, 16)
 
 
-def tcp_sockets(ports: Sequence[int] = ()) -> list[dict[str, Any]] | None:
+def tcp_sockets(
+    ports: Sequence[int] = (), *, table: str | Path = "/proc/net/tcp"
+) -> list[dict[str, Any]] | None:
     """IPv4 TCP sockets of this network namespace from /proc/net/tcp (what ``ss -tan`` reads).
 
     Args:
         ports: keep only sockets whose local or remote port is one of these.
+        table: the file to read (a saved copy of /proc/net/tcp, say).
 
     Returns:
         ``[{"local": (ip, port), "remote": (ip, port), "state": "TIME_WAIT"}, ...]``, or None
         where there is no /proc/net/tcp (not Linux).
     """
-    path = Path("/proc/net/tcp")
+    path = Path(table)
     if not path.is_file():
         return None
     rows = []
