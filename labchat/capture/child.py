@@ -20,14 +20,19 @@ import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .modes import PROJECT_ROOT, CaptureError, CaptureMode, unshare_command
 
-__all__ = ["bring_up_loopback", "child_env", "child_main", "run_private"]
+__all__ = ["Job", "bring_up_loopback", "child_env", "child_main", "run_private"]
+
+#: What `run_private` runs in the child: ``job(names, dirs, mode, params) -> manifests``, with
+#: the scenario names, one output directory per scenario, the capture mode to record in each
+#: manifest and the job's JSON-able parameters; it returns one manifest per scenario.
+Job = Callable[[Sequence[str], Sequence[Path], CaptureMode, dict[str, Any]], list[dict]]
 
 _CHILD_TIMEOUT_S = 120.0
 
@@ -102,7 +107,7 @@ def run_private(
     """Run ``job`` on the scenarios in a child in a fresh private user + network namespace.
 
     Args:
-        job: ``module:function`` the child calls as ``function(names, dirs, mode, params)``.
+        job: ``module:function`` of a `Job`, which the child imports and calls.
         names: scenario names.
         dirs: one output directory per scenario (created here, so the child can write them).
         mode: the capture mode, recorded in the manifests.

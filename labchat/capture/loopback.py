@@ -18,13 +18,7 @@ from typing import Any
 from . import scenarios
 from .child import bring_up_loopback, run_private
 from .modes import DEFAULT_PORT, CaptureError, CaptureMode, detect_mode, host_unavailable
-from .results import (
-    CaptureResult,
-    build_manifest,
-    copy_references,
-    read_keylog,
-    write_capture,
-)
+from .results import CaptureResult, copy_references, read_keylog, save_capture
 from .sniffer import Sniffer
 
 __all__ = [
@@ -47,14 +41,8 @@ def capture_here(
 ) -> list[dict]:
     """Run scenarios in this process, sniffing ``lo``; write each into its directory.
 
-    Args:
-        names: scenario names.
-        dirs: one output directory per scenario.
-        mode: the capture mode, recorded in the manifests.
-        params: scenario parameters; ``port`` (None or missing: a free port) is the server's.
-
-    Returns:
-        One manifest per scenario.
+    A `labchat.capture.child.Job` (``capture_in_namespace`` runs it in the child). ``params``
+    go to every scenario; their ``port`` (None or missing: a free port) is the server's.
     """
     params = dict(params)
     port = params.pop("port", None)
@@ -71,19 +59,11 @@ def capture_here(
                 packets = sniffer.stop()
             elapsed = time.monotonic() - t0
             keylog = read_keylog(run.keylog)
-        manifest = build_manifest(
-            name,
-            description=spec.description,
-            parameters={"port": server_port, **params},
-            run=run,
-            packets=packets,
-            server_port=server_port,
-            mode=mode,
-            sniffer=sniffer,
-            seconds=elapsed,
-            keylog=keylog,
-        )
-        write_capture(directory, packets, manifest, keylog=keylog)
+        manifest = save_capture(
+            directory, name, packets=packets, sniffer=sniffer, description=spec.description,
+            parameters={"port": server_port, **params}, run=run, server_port=server_port,
+            mode=mode, seconds=elapsed, keylog=keylog,
+        )  # fmt: skip
         manifests.append(manifest)
     return manifests
 
@@ -227,17 +207,11 @@ def capture_live(
     if count is not None:
         packets = packets[:count]
     key_bytes = read_keylog(keylog)
-    manifest = build_manifest(
-        "live",
+    save_capture(
+        out, "live", packets=packets, sniffer=sniffer,
         parameters={"port": port, "duration": duration, "count": count},
         run=scenarios.ScenarioRun(server={"host": "127.0.0.1", "port": port, "role": "server"}),
-        packets=packets,
-        server_port=port,
-        mode=mode,
-        sniffer=sniffer,
-        seconds=time.monotonic() - t0,
-        keylog=key_bytes,
+        server_port=port, mode=mode, seconds=time.monotonic() - t0, keylog=key_bytes,
         stopped_by="ctrl-c" if interrupted else ("count" if count else "duration"),
-    )
-    write_capture(out, packets, manifest, keylog=key_bytes, iface=iface)
+    )  # fmt: skip
     return CaptureResult.from_directory(out, mode)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .netns import CLIENT_IP, SERVER_IP, LabNetwork, NetworkError
-from .scenarios import PAUSE, TIMEOUT, Peer, ScenarioRun, listener
+from .scenarios import PAUSE, TIMEOUT, Peer, ScenarioRun
 
 __all__ = [
     "BURST_BYTES",
@@ -62,8 +62,7 @@ def _sink(
         conn.sendall(reply or f"OK {received}\n".encode())
 
     with net.server():
-        peer = Peer(listener(SERVER_IP, port, rcvbuf=rcvbuf), body, name="lab-sink")
-        peer.start()
+        peer = Peer.serving(SERVER_IP, port, body, rcvbuf=rcvbuf, name="lab-sink")
 
     def finish() -> int:
         peer.finish(2 * TIMEOUT)
@@ -188,8 +187,7 @@ def slow_link(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -
         conn.sendall(payload)  # the capture point is the sender's: RTTs are end to end
 
     with net.server():
-        peer = Peer(listener(SERVER_IP, port), serve, name="lab-source")
-        peer.start()
+        peer = Peer.serving(SERVER_IP, port, serve, name="lab-source")
     t0 = time.monotonic()
     with net.client():
         sock = socket.create_connection((SERVER_IP, port), timeout=TIMEOUT)

@@ -418,6 +418,19 @@ def _probe_qdisc(kind: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
+def _try_in_new_netns(cmd: Sequence[str], *, input: str | None = None) -> str | None:
+    """Run one tool in a throwaway network namespace: None if it worked, else why not."""
+    fd = _new_netns()
+    try:
+        with _in_netns(fd):
+            run_tool(cmd, input=input)
+        return None
+    except Exception as exc:
+        return str(exc)
+    finally:
+        os.close(fd)
+
+
 def probe_features_here() -> dict[str, Any]:
     """Try every feature inside this (private) namespace; return what worked and why not."""
     out: dict[str, Any] = {"kernel": platform.release()}
@@ -446,37 +459,18 @@ def probe_features_here() -> dict[str, Any]:
         "table inet probe {\n  chain c {\n    type filter hook output priority 0;\n"
         "    numgen inc mod 10 0 counter\n    numgen random mod 100 < 5 counter\n  }\n}\n"
     )
-    fd = _new_netns()
-    try:
-        with _in_netns(fd):
-            run_tool(["nft", "-f", "-"], input=script)
-        out["nftables"] = True
-    except Exception as exc:
-        out["nftables"] = False
-        notes["nftables"] = str(exc)
-    finally:
-        os.close(fd)
-    fd = _new_netns()
-    try:
-        with _in_netns(fd):
-            run_tool(["ip", "link", "add", "ifb0", "type", "ifb"])
-        out["ifb"] = True
-    except Exception as exc:
-        out["ifb"] = False
-        notes["ifb"] = f"{exc} (the rate limit's queue then sits at the server, before the tap)"
-    finally:
-        os.close(fd)
-    fd = _new_netns()
-    try:
-        with _in_netns(fd):
-            run_tool(["iptables", "-A", "OUTPUT", "-p", "tcp", "--tcp-flags", "RST", "RST", "-j",
-                  "DROP"])  # fmt: skip
-        out["iptables"] = True
-    except Exception as exc:
-        out["iptables"] = False
-        notes["iptables"] = str(exc)
-    finally:
-        os.close(fd)
+    tries = (
+        ("nftables", ["nft", "-f", "-"], script, ""),
+        ("ifb", ["ip", "link", "add", "ifb0", "type", "ifb"], None,
+         " (the rate limit's queue then sits at the server, before the tap)"),
+        ("iptables", ["iptables", "-A", "OUTPUT", "-p", "tcp", "--tcp-flags", "RST", "RST",
+                      "-j", "DROP"], None, ""),
+    )  # fmt: skip
+    for feature, cmd, stdin, consequence in tries:
+        why = _try_in_new_netns(cmd, input=stdin)
+        out[feature] = why is None
+        if why is not None:
+            notes[feature] = why + consequence
     out["notes"] = notes
     return out
 

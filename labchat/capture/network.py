@@ -32,8 +32,8 @@ from .modes import (
     offline_unavailable,
 )
 from .netns import CLIENT_IP, MTU, SERVER_IFACE, SERVER_IP, LabNetwork, NetworkError, features
-from .results import CaptureResult, build_manifest, copy_references, write_capture
-from .scenarios import PAUSE, ScenarioRun
+from .results import CaptureResult, copy_references, save_capture
+from .scenarios import PAUSE, ScenarioRun, by_name
 from .shaping import C2S, Drop, Shaping
 from .sniffer import Sniffer
 
@@ -117,12 +117,7 @@ def get(name: str) -> NetworkScenario:
     Raises:
         KeyError: no such scenario (the message lists the known ones).
     """
-    try:
-        return SCENARIOS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown network scenario {name!r}; known: {', '.join(SCENARIOS)}"
-        ) from None
+    return by_name(SCENARIOS, name, "network scenario")
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,39 +145,19 @@ def _capture_one(name: str, directory: Path, mode: CaptureMode, port: int, pause
         elapsed = time.monotonic() - t0
         dropped = net.dropped()
         link = net.describe()
-    manifest = build_manifest(
-        name,
-        description=spec.description,
-        parameters={"port": port, "pause": pause},
-        network={**link, "dropped": dropped},
-        run=run,
-        packets=packets,
-        server_port=port,
-        mode=mode,
-        sniffer=sniffer,
-        seconds=elapsed,
-        keylog=None,
-    )
-    write_capture(
-        directory, packets, manifest, keylog=None, iface=SERVER_IFACE,
+    return save_capture(
+        directory, name, packets=packets, sniffer=sniffer, description=spec.description,
+        parameters={"port": port, "pause": pause}, network={**link, "dropped": dropped},
+        run=run, server_port=port, mode=mode, seconds=elapsed, keylog=None,
         comment=f"labchat scenario {name} (lab network, captured on {SERVER_IFACE})",
     )  # fmt: skip
-    return manifest
 
 
 def capture_here(
     names: Sequence[str], dirs: Sequence[Path], mode: CaptureMode, params: dict[str, Any]
 ) -> list[dict]:
-    """The private-mode job (`labchat.capture.child`): capture each scenario on its own network.
-
-    Args:
-        names: scenario names.
-        dirs: one output directory per scenario.
-        mode: the capture mode, recorded in the manifests.
-        params: ``port`` (the server's) and ``pause`` (seconds between steps).
-
-    Returns:
-        One manifest per scenario.
+    """Capture each scenario on its own lab network: the `labchat.capture.child.Job` of the lab
+    network. ``params``: ``port`` (the server's) and ``pause`` (seconds between steps).
     """
     port = int(params.get("port", DEFAULT_PORT))
     pause = float(params.get("pause", PAUSE))

@@ -36,6 +36,7 @@ __all__ = [
     "copy_references",
     "load_reference",
     "read_keylog",
+    "save_capture",
     "versions",
     "write_capture",
 ]
@@ -251,6 +252,35 @@ def write_capture(
         comment=comment or f"labchat scenario {manifest['scenario']}",
     )
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def save_capture(
+    directory: Path,
+    scenario: str,
+    *,
+    packets: Sequence[Any],
+    sniffer: Sniffer,
+    keylog: bytes | None,
+    comment: str | None = None,
+    **manifest: Any,
+) -> dict[str, Any]:
+    """`build_manifest`, then `write_capture` with the sniffer's interface: one capture saved.
+
+    Args:
+        directory: where to write (created if missing).
+        scenario: scenario name (``live`` for a live session).
+        packets: the captured packets.
+        sniffer: the sniffer that captured them (its interface goes into the pcapng).
+        keylog: the TLS key log to embed and write beside the capture, or None.
+        comment: the pcapng section comment (default ``labchat scenario <name>``).
+        **manifest: the rest of `build_manifest`'s arguments (``run``, ``mode``, ...).
+
+    Returns:
+        The manifest written.
+    """
+    built = build_manifest(scenario, packets=packets, sniffer=sniffer, keylog=keylog, **manifest)
+    write_capture(directory, packets, built, keylog=keylog, iface=sniffer.iface, comment=comment)
+    return built
 
 
 def load_reference(name: str) -> CaptureResult:

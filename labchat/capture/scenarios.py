@@ -26,10 +26,10 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "PAUSE",
@@ -39,6 +39,7 @@ __all__ = [
     "Peer",
     "Scenario",
     "ScenarioRun",
+    "by_name",
     "get",
     "listener",
     "names",
@@ -282,6 +283,25 @@ class Peer(threading.Thread):
         self.listener, self.body = listener, body
         self.error: BaseException | None = None
 
+    @classmethod
+    def serving(
+        cls,
+        host: str,
+        port: int,
+        body: Callable[[socket.socket], None],
+        *,
+        rcvbuf: int | None = None,
+        name: str = "scenario-peer",
+    ) -> Peer:
+        """Listen on ``host:port`` (see `listener`) and start a peer running ``body`` there.
+
+        Returns:
+            The started peer; call `finish` once the client side is done.
+        """
+        peer = cls(listener(host, port, rcvbuf=rcvbuf), body, name=name)
+        peer.start()
+        return peer
+
     def run(self) -> None:
         try:
             conn, _ = self.listener.accept()
@@ -350,17 +370,15 @@ def abort(work: Path, *, port: int, host: str = _HOST, pause: float = PAUSE) -> 
         except ConnectionResetError:
             seen["server then"] = "ConnectionResetError"
 
-    with listener(host, port) as lst:
-        peer = Peer(lst, server_side)
-        peer.start()
-        with socket.create_connection((host, port), timeout=TIMEOUT) as c:
-            time.sleep(pause)
-            c.sendall(line)
-            time.sleep(pause)
-            # l_onoff=1, l_linger=0: close() discards the send buffer and sends RST (RFC 793
-            # "ABORT" call; socket(7) SO_LINGER).
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        peer.finish()
+    peer = Peer.serving(host, port, server_side)
+    with socket.create_connection((host, port), timeout=TIMEOUT) as c:
+        time.sleep(pause)
+        c.sendall(line)
+        time.sleep(pause)
+        # l_onoff=1, l_linger=0: close() discards the send buffer and sends RST (RFC 793
+        # "ABORT" call; socket(7) SO_LINGER).
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.finish()
     time.sleep(pause)
     return ScenarioRun(
         transcript=[{"from": "client", "line": line.decode().strip()}],
@@ -382,16 +400,14 @@ def half_close(work: Path, *, port: int, host: str = _HOST, pause: float = PAUSE
             conn.sendall(reply)
             time.sleep(pause)
 
-    with listener(host, port) as lst:
-        peer = Peer(lst, server_side)
-        peer.start()
-        with socket.create_connection((host, port), timeout=TIMEOUT) as c:
-            time.sleep(pause)
-            c.sendall(request)
-            time.sleep(pause)
-            c.shutdown(socket.SHUT_WR)  # FIN: "no more from me", but keep reading
-            received = _recv_until_eof(c)
-        peer.finish()
+    peer = Peer.serving(host, port, server_side)
+    with socket.create_connection((host, port), timeout=TIMEOUT) as c:
+        time.sleep(pause)
+        c.sendall(request)
+        time.sleep(pause)
+        c.shutdown(socket.SHUT_WR)  # FIN: "no more from me", but keep reading
+        received = _recv_until_eof(c)
+    peer.finish()
     time.sleep(pause)
     if received != b"".join(replies):
         raise RuntimeError(f"half-close: client received {received!r}")
@@ -424,13 +440,30 @@ def names() -> list[str]:
     return list(SCENARIOS)
 
 
+_T = TypeVar("_T")
+
+
+def by_name(table: Mapping[str, _T], name: str, kind: str = "scenario") -> _T:
+    """``table[name]``, or a KeyError that says what is unknown and lists the known names.
+
+    Args:
+        table: name -> scenario (`SCENARIOS` here, `labchat.capture.network.SCENARIOS`).
+        name: the name asked for.
+        kind: what the table holds, for the message.
+
+    Raises:
+        KeyError: no such name.
+    """
+    try:
+        return table[name]
+    except KeyError:
+        raise KeyError(f"unknown {kind} {name!r}; known: {', '.join(table)}") from None
+
+
 def get(name: str) -> Scenario:
     """The scenario called ``name``.
 
     Raises:
         KeyError: no such scenario (the message lists the known ones).
     """
-    try:
-        return SCENARIOS[name]
-    except KeyError:
-        raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
+    return by_name(SCENARIOS, name)
