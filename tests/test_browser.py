@@ -41,8 +41,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-
-from labchat.jupyter import JupyterLab, alive, descendants, free_port, isolated_env, kill_tree
+from jupyterlab_process import (
+    JupyterLab,
+    alive,
+    descendants,
+    free_port,
+    isolated_env,
+    kill_tree,
+    processes_mentioning,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -207,22 +214,6 @@ def _ignore_checkpoints(directory: str, names: list[str]) -> list[str]:
     return [n for n in names if n == ".ipynb_checkpoints"]
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    """Living processes whose command line contains `text`."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if text.encode() in cmdline and state != b"Z":
-            found.append(int(entry.name))
-    return found
-
-
 @contextlib.contextmanager
 def running_lab(tmp_path: Path) -> Iterator[JupyterLab]:
     """JupyterLab as `make lab` starts it, on a temp copy of the notebooks; stopped at exit.
@@ -270,7 +261,7 @@ def browser_page(tmp_path: Path) -> Iterator[Page]:
         finally:
             pw.stop()
             # Whatever of the browser is still there (it should not be): end it, then fail.
-            left = _processes_mentioning(str(profile))
+            left = processes_mentioning(str(profile))
             kill_tree(left)
             assert not left, f"chromium processes left after closing the browser: {left}"
 
@@ -474,7 +465,7 @@ def test_lab_runs_the_notebooks_in_a_browser(tmp_path: Path) -> None:
     # Server, kernels, their children, the browser and Playwright's driver: all gone.
     assert lab.seen, "no kernel was ever seen below the server"
     assert not [p for p in lab.seen if alive(p)], "kernels or their children outlived the server"
-    assert _processes_mentioning(str(tmp_path)) == []
+    assert processes_mentioning(str(tmp_path)) == []
     left = set(descendants(os.getpid())) - ours_before
     assert not left, f"processes this test started are still running: {left}"
     if os.environ.get(UPDATE_ENV) == "1":

@@ -1,9 +1,9 @@
 """Start JupyterLab as a child process on a loopback port, and stop it with all it started.
 
-`make lab` runs ``jupyter lab`` in the foreground, where Ctrl-C is the way out. A test (or a
-teacher's script) needs the same server in the background: on a free port, with a token it can
-read, with Jupyter's config, runtime and settings directories kept away from the user's own,
-and stopped at the end together with its kernels and whatever they started.
+A test helper (tests/test_browser.py): `make lab` runs ``jupyter lab`` in the foreground, where
+Ctrl-C is the way out; a test needs the same server in the background: on a free port, with a
+token it can read, with Jupyter's config, runtime and settings directories kept away from the
+user's own, and stopped at the end together with its kernels and whatever they started.
 
     argv = [sys.executable, "-m", "jupyter", "lab", "--notebook-dir=notebooks",
             f"--ServerApp.port={free_port()}", "--no-browser"]
@@ -11,7 +11,9 @@ and stopped at the end together with its kernels and whatever they started.
         print(lab.url)        # http://localhost:PORT/lab/tree/...?token=... as Jupyter printed it
     # here the server, its kernels and their children are gone
 
-Linux only for `descendants` (it reads /proc); the rest is POSIX.
+Process trees come from psutil (a test dependency). Import it as ``from jupyterlab_process
+import ...``: pytest puts ``tests/`` on ``sys.path``. (Not ``jupyter.py``: that name is
+jupyter_core's own module.)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -29,6 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+import psutil
 
 __all__ = [
     "JupyterLab",
@@ -38,6 +43,7 @@ __all__ = [
     "free_port",
     "isolated_env",
     "kill_tree",
+    "processes_mentioning",
 ]
 
 #: The line Jupyter Server prints under "Jupyter Server x.y is running at:". With a generated
@@ -99,49 +105,37 @@ def isolated_env(base: Path, environ: Mapping[str, str] | None = None) -> dict[s
     return env
 
 
-def _ppid_map() -> dict[int, int]:
-    """pid -> parent pid for every process in /proc."""
-    parents: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:  # gone meanwhile
-            continue
-        # Field 2 (comm) is in parentheses and may contain spaces: split after the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
-    return parents
-
-
 def descendants(pid: int) -> list[int]:
     """The pids of every living process below `pid` (children, grandchildren, ...).
 
     Kernels are started in a session of their own (jupyter_client sets ``start_new_session``),
     so the server's process group does not reach them: the parent links do.
     """
-    children: dict[int, list[int]] = {}
-    for child, parent in _ppid_map().items():
-        children.setdefault(parent, []).append(child)
-    found: list[int] = []
-    todo = list(children.get(pid, ()))
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo.extend(children.get(p, ()))
-    return found
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def alive(pid: int) -> bool:
     """True if process `pid` exists and is not a zombie."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        # A zombie is dead, only not yet reaped by its parent.
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return state != b"Z"  # a zombie is dead, only not yet reaped by its parent
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Living processes (other than this one) whose command line contains `text`."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if any(text in arg for arg in cmdline):
+            found.append(proc.pid)
+    return found
 
 
 def kill_tree(pids: Iterable[int], timeout: float = 5.0) -> list[int]:
@@ -206,8 +200,6 @@ class JupyterLab:
         if token is not None:
             argv.append(f"--IdentityProvider.token={token}")
         if log_path is None:
-            import tempfile
-
             fd, name = tempfile.mkstemp(prefix="jupyterlab-", suffix=".log")
             os.close(fd)
             log_path = Path(name)
@@ -225,13 +217,22 @@ class JupyterLab:
             )
         lab = cls(process=process, log_path=log_path, printed_url="", token=token or "")
         try:
-            lab._wait_ready(timeout, token_given=token is not None)
+            lab.wait_ready(timeout, token_given=token is not None)
         except BaseException:
             lab.stop()
             raise
         return lab
 
-    def _wait_ready(self, timeout: float, *, token_given: bool) -> None:
+    def wait_ready(self, timeout: float = START_TIMEOUT, *, token_given: bool = True) -> None:
+        """Wait until the server printed its URL and answers ``/api/status``.
+
+        Args:
+            timeout: seconds for both together.
+            token_given: False if Jupyter generated the token: it is read from the printed URL.
+
+        Raises:
+            JupyterLabError: the server exited, or did not get there in `timeout` seconds.
+        """
         deadline = time.monotonic() + timeout
         while not self.printed_url:
             if self.process.poll() is not None:
