@@ -8,13 +8,13 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from helpers import nobody_python, private_unavailable, skip_without_private
 
 from labchat import capture
 from labchat.capture import CaptureError, CaptureMode, Sniffer, detect_mode, modes, pcapng
@@ -23,17 +23,11 @@ TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (CI installs it)")
 
 
-def _private_reason() -> str | None:
-    return modes.private_unavailable()
-
-
 def _host_reason() -> str | None:
     return modes.host_unavailable()
 
 
-needs_private = pytest.mark.skipif(
-    _private_reason() is not None, reason=f"no private namespace: {_private_reason()}"
-)
+needs_private = skip_without_private()
 needs_host = pytest.mark.skipif(
     _host_reason() is not None, reason=f"no host capture: {_host_reason()}"
 )
@@ -354,9 +348,9 @@ def test_run_scenario_private_errors_come_back_as_one_line(tmp_path, no_env):
 
 @pytest.fixture(scope="module")
 def tls13(tmp_path_factory):
-    if _private_reason() is not None and _host_reason() is not None:
+    if private_unavailable() is not None and _host_reason() is not None:
         pytest.skip("no live capture possible here")
-    mode = "private" if _private_reason() is None else "host"
+    mode = "private" if private_unavailable() is None else "host"
     out = tmp_path_factory.mktemp("tls13") / "tls13-chat"
     return capture.run_scenario("tls13-chat", out, mode=mode)
 
@@ -425,37 +419,12 @@ def test_editcap_inject_secrets_cross_check(tls13, tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-def _interpreter_for_nobody() -> tuple[list[str], dict[str, str]] | None:
-    """A Python that uid 65534 can execute, with labchat and its dependencies importable."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return None
-    drop = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
-    repo = str(modes.PROJECT_ROOT)
-    site = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp"}
-    env["PYTHONPATH"] = os.pathsep.join([repo, *site])
-    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    for exe in (sys.executable, shutil.which(version), f"/usr/bin/{version}"):
-        if not exe:
-            continue
-        # Through sh: setpriv can start a binary the user could not exec on its own.
-        probe = subprocess.run(
-            [*drop, "/bin/sh", "-c", 'exec "$0" -c "import scapy, cryptography, labchat"', exe],
-            capture_output=True,
-            env=env,
-        )
-        if probe.returncode == 0:
-            return [*drop, "/bin/sh", "-c", 'exec "$0" "$@"', exe], env
-    return None
-
-
 @pytest.mark.capture
 @needs_private
 def test_ordinary_user_can_capture_in_private_mode(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("not root: cannot switch to uid 65534 to test the unprivileged path")
-    found = _interpreter_for_nobody()
+    found = nobody_python()
     if found is None:
         pytest.skip("no Python interpreter that uid 65534 can run with labchat importable")
     cmd, env = found

@@ -10,11 +10,12 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
+from helpers import ROOT  # noqa: E402
 
 from labchat import Client, analysis, lab, plots  # noqa: E402
 from labchat import protocol as p  # noqa: E402
 
-REFERENCE = Path(__file__).resolve().parent.parent / "captures" / "tcp-chat" / "capture.pcapng"
+REFERENCE = ROOT / "captures" / "tcp-chat" / "capture.pcapng"
 
 # Two rows of /proc/net/tcp: a listener on 127.0.0.1:5050 and a connection to it in TIME_WAIT.
 PROC_NET_TCP = """\

@@ -13,18 +13,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, nobody_python, private_unavailable, run_in_namespace, skip_without_private
 
 from labchat import analysis, capture, plots
-from labchat.capture import lossy, modes, netns, network, shaping
+from labchat.capture import lossy, netns, network, shaping
 from labchat.capture.shaping import C2S, S2C, Drop, Shaping
 from labchat.cli.capture import network_main
 
-ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 NAMES = network.names()
@@ -42,14 +41,7 @@ TSHARK_FLAGS = (
 )
 
 
-def _private_unavailable() -> str | None:
-    return modes.private_unavailable()
-
-
-needs_private = pytest.mark.skipif(
-    _private_unavailable() is not None,
-    reason=f"no private user+network namespace here: {_private_unavailable()}",
-)
+needs_private = skip_without_private()
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,8 +300,8 @@ def test_plots_mark_loss_and_recovery() -> None:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if _private_unavailable() is not None:
-        pytest.skip(f"no private user+network namespace here: {_private_unavailable()}")
+    if private_unavailable() is not None:
+        pytest.skip(f"no private user+network namespace here: {private_unavailable()}")
     out = tmp_path_factory.mktemp("live")
     network.run_scenarios(NAMES, out, mode="private")
     return out
@@ -345,46 +337,18 @@ def test_delay_without_netem_is_a_clear_error() -> None:
         "try:\n    LabNetwork(Shaping(delay_ms=20)).start()\n"
         "except Exception as e:\n    print(type(e).__name__, e)\n"
     )
-    proc = subprocess.run(
-        [*modes.unshare_command(), sys.executable, "-c", code],
-        capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    proc = run_in_namespace(code)
     assert proc.stdout.startswith("NetworkError ") and "sch_netem" in proc.stdout, proc
-
-
-def _nobody_python() -> tuple[str, dict[str, str]] | None:
-    """An interpreter uid 65534 can run inside a user namespace, with its PYTHONPATH.
-
-    This venv's interpreter may live under a directory only root can enter (e.g. /root/.pyenv):
-    then the system python3 of the same version, with the venv's site-packages, stands in.
-    """
-    import sysconfig
-
-    site = sysconfig.get_paths()["purelib"]
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [(sys.executable, str(ROOT))]
-    system = shutil.which(f"python{version}", path="/usr/bin:/usr/local/bin")
-    if system:
-        candidates.append((system, os.pathsep.join([str(ROOT), site])))
-    for exe, path in candidates:
-        probe = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-             *modes.unshare_command(), exe, "-c", "import scapy, labchat.capture.network"],
-            capture_output=True, timeout=30, env={**os.environ, "PYTHONPATH": path},
-        )  # fmt: skip
-        if probe.returncode == 0:
-            return exe, {**os.environ, "PYTHONPATH": path}
-    return None
 
 
 @pytest.mark.capture
 @needs_private
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root")
 def test_works_for_an_unprivileged_user() -> None:
-    found = _nobody_python()
+    found = nobody_python()
     if found is None:
         pytest.skip("no Python interpreter uid 65534 may run here")
-    exe, env = found
+    argv, env = found
     out = Path(tempfile.mkdtemp(prefix="labchat-nobody-"))
     try:
         os.chmod(out, 0o777)
@@ -395,7 +359,7 @@ def test_works_for_an_unprivileged_user() -> None:
             "print(os.getuid(), r.mode.name)\n"
         )
         proc = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", exe, "-c", code],
+            [*argv, "-c", code],
             capture_output=True, text=True, timeout=60,
             env={**env, "OUT": str(out), "HOME": str(out)},
         )  # fmt: skip
@@ -438,10 +402,7 @@ def test_random_loss_rate_and_drop_rules_load_in_the_kernel() -> None:
         "    print(json.dumps({'rules': rules, 'qdiscs': qdiscs, 'dropped': net.dropped(),\n"
         "                      'link': net.describe()}))\n"
     )
-    proc = subprocess.run(
-        [*modes.unshare_command(), sys.executable, "-c", code],
-        capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    proc = run_in_namespace(code)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert "numgen random mod 100 < 5" in got["rules"]

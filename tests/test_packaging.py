@@ -8,12 +8,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+from helpers import ROOT
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10: tomli is what became tomllib
     import tomli as tomllib
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _name(requirement: str) -> str:

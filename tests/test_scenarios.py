@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import private_unavailable, skip_without_private
 
 from labchat import capture
-from labchat.capture import modes, scenarios
+from labchat.capture import scenarios
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (CI installs it)")
@@ -126,13 +127,11 @@ def check_shape(result: capture.CaptureResult) -> None:
 # Fresh captures in a private namespace
 # ---------------------------------------------------------------------------------------------
 
-_PRIVATE = modes.private_unavailable()
-
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
-    if _PRIVATE is not None:
-        pytest.skip(f"no private namespace here: {_PRIVATE}")
+    if private_unavailable() is not None:
+        pytest.skip(f"no private namespace here: {private_unavailable()}")
     out = tmp_path_factory.mktemp("scenarios")
     results = capture.run_scenarios(scenarios.names(), out, mode="private")
     return {r.scenario: r for r in results}
@@ -149,9 +148,8 @@ def test_scenario_private_capture_has_the_expected_shape(fresh, name):
 
 
 @pytest.mark.capture
+@skip_without_private()
 def test_run_scenario_single_private(tmp_path):
-    if _PRIVATE is not None:
-        pytest.skip(f"no private namespace here: {_PRIVATE}")
     result = capture.run_scenario("refused", tmp_path / "r", mode="private", pause=0.0)
     assert result.manifest["parameters"] == {"port": 5050, "pause": 0.0}
     check_shape(result)
