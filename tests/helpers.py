@@ -6,13 +6,15 @@ Import them as ``from helpers import wait_until``: pytest puts ``tests/`` on ``s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ __all__ = [
     "ROOT",
     "TIMEOUT",
     "eventually",
+    "nobody_dir",
     "nobody_python",
     "open_fds",
     "private_unavailable",
@@ -132,9 +135,9 @@ def run_in_namespace(code: str, *, timeout: float = 30.0) -> subprocess.Complete
     )  # fmt: skip
 
 
-def nobody_python() -> tuple[list[str], dict[str, str]] | None:
+def nobody_python() -> tuple[list[str], dict[str, str]]:
     """A command that runs this Python's labchat as uid 65534 (nobody), for the tests of an
-    ordinary user's capture; None where there is none (needs root and ``setpriv``).
+    ordinary user's capture; skips the calling test where there is none.
 
     This venv's interpreter may live under a directory only root can enter (/root/.pyenv):
     then the system Python of the same version stands in, with this checkout and the venv's
@@ -144,8 +147,8 @@ def nobody_python() -> tuple[list[str], dict[str, str]] | None:
         ``(argv, env)``: run ``[*argv, "-c", code, ...]`` with ``env``.
     """
     setpriv = shutil.which("setpriv")
-    if setpriv is None or os.geteuid() != 0:
-        return None
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("not root (or no setpriv): cannot switch to uid 65534")
     drop = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
     site = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp"}
@@ -159,4 +162,18 @@ def nobody_python() -> tuple[list[str], dict[str, str]] | None:
         probe = [*argv, "-c", "import scapy, cryptography, labchat.capture.network"]
         if subprocess.run(probe, capture_output=True, env=env, timeout=60).returncode == 0:
             return argv, env
-    return None
+    pytest.skip("no Python interpreter that uid 65534 can run with labchat importable")
+
+
+@contextlib.contextmanager
+def nobody_dir(prefix: str = "labchat-nobody-") -> Iterator[Path]:
+    """A temporary directory uid 65534 may write in, removed at exit.
+
+    pytest's tmp_path lives under a 0700 directory of root's, where nobody cannot reach.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        path.chmod(0o777)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

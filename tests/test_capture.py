@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import struct
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from helpers import nobody_python, private_unavailable, skip_without_private
+from helpers import nobody_dir, nobody_python, private_unavailable, skip_without_private
 
 from labchat import capture
 from labchat.capture import CaptureError, CaptureMode, Sniffer, detect_mode, modes, pcapng
@@ -421,30 +419,20 @@ def test_editcap_inject_secrets_cross_check(tls13, tmp_path):
 
 @pytest.mark.capture
 @needs_private
-def test_ordinary_user_can_capture_in_private_mode(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("not root: cannot switch to uid 65534 to test the unprivileged path")
-    found = nobody_python()
-    if found is None:
-        pytest.skip("no Python interpreter that uid 65534 can run with labchat importable")
-    cmd, env = found
-    # pytest's tmp_path lives under a 0700 directory of root's; nobody needs its own place.
-    shared = Path(tempfile.mkdtemp(prefix="labchat-nobody-"))
-    shared.chmod(0o777)
-    out = shared / "abort"
+def test_ordinary_user_can_capture_in_private_mode():
+    cmd, env = nobody_python()
     code = (
         "import json,os,sys; from labchat.capture import run_scenario, detect_mode;"
         "r = run_scenario('abort', sys.argv[1]);"
         "print(json.dumps({'uid': os.getuid(), 'mode': r.mode.name,"
         " 'host': r.mode.unavailable['host'], 'packets': len(r.packets())}))"
     )
-    try:
+    with nobody_dir() as shared:
+        out = shared / "abort"
         proc = subprocess.run(
             [*cmd, "-c", code, str(out)], capture_output=True, text=True, env=env, timeout=60
         )
         owner = out.joinpath("capture.pcapng").stat().st_uid if out.exists() else None
-    finally:
-        shutil.rmtree(shared, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.splitlines()[-1])
     assert report["uid"] == 65534

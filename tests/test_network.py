@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, nobody_python, private_unavailable, run_in_namespace, skip_without_private
+from helpers import (
+    ROOT,
+    nobody_dir,
+    nobody_python,
+    private_unavailable,
+    run_in_namespace,
+    skip_without_private,
+)
 
 from labchat import analysis, capture, plots
 from labchat.capture import lossy, netns, network, shaping
@@ -343,21 +348,15 @@ def test_delay_without_netem_is_a_clear_error() -> None:
 
 @pytest.mark.capture
 @needs_private
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root")
 def test_works_for_an_unprivileged_user() -> None:
-    found = nobody_python()
-    if found is None:
-        pytest.skip("no Python interpreter uid 65534 may run here")
-    argv, env = found
-    out = Path(tempfile.mkdtemp(prefix="labchat-nobody-"))
-    try:
-        os.chmod(out, 0o777)
-        code = (
-            "import os; from labchat.capture import network\n"
-            "r = network.run_scenario('syn-retry', os.environ['OUT'] + '/syn-retry', "
-            "mode='private')\n"
-            "print(os.getuid(), r.mode.name)\n"
-        )
+    argv, env = nobody_python()
+    code = (
+        "import os; from labchat.capture import network\n"
+        "r = network.run_scenario('syn-retry', os.environ['OUT'] + '/syn-retry', "
+        "mode='private')\n"
+        "print(os.getuid(), r.mode.name)\n"
+    )
+    with nobody_dir() as out:
         proc = subprocess.run(
             [*argv, "-c", code],
             capture_output=True, text=True, timeout=60,
@@ -366,8 +365,6 @@ def test_works_for_an_unprivileged_user() -> None:
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.split() == ["65534", "private"]
         check_scenario("syn-retry", out / "syn-retry")
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
 
 
 def test_cli_lists_scenarios_and_refuses_unknown_ones(capsys: pytest.CaptureFixture[str]) -> None:
