@@ -1,4 +1,5 @@
-"""The package's shape: public APIs declared, no module reaching into another's private names.
+"""The package's shape: imports point one way, public APIs declared, no module reaching into
+another's private names (docs/architecture.md draws the layers checked here).
 
 ruff's SLF001 (on in pyproject.toml) catches ``module._name`` and ``obj._name``; its
 import-private-name rule (PLC2701) is preview-only in the pinned ruff and ignores imports
@@ -118,3 +119,98 @@ def test_every_module_declares_its_public_api(path: Path) -> None:
     missing = sorted(set(declared) - _top_level_names(tree))
     assert missing == [], f"{_rel(path)}: __all__ names what it does not define: {missing}"
     assert not [n for n in declared if n.startswith("_")], "__all__ lists a private name"
+
+
+#: docs/architecture.md's layers, bottom up: a module imports only from its own layer or below.
+#: Modules not listed (new ones) are not checked until they are placed here.
+LAYERS = {
+    # the chat itself, flat (its own order: protocol <- auth <- server, tls <- client)
+    "labchat": 0,
+    "labchat.protocol": 0,
+    "labchat.auth": 0,
+    "labchat.certs": 0,
+    "labchat.tls": 0,
+    "labchat.server": 0,
+    "labchat.client": 0,
+    "labchat.capture": 1,  # runs the chat, gets packets
+    "labchat.analysis": 2,  # packets -> facts
+    "labchat.plots": 3,  # facts -> figures
+    "labchat.lab": 4,  # one call per notebook cell
+    "labchat.demo": 4,
+    "labchat.cli": 5,  # thin shells
+    "labchat.__main__": 5,
+}
+
+
+def _unit(module: str) -> str:
+    """The layer unit of a module: ``labchat.capture.modes`` -> ``labchat.capture``."""
+    return ".".join(module.split(".")[:2])
+
+
+def _is_type_checking_or_main(node: ast.If) -> bool:
+    test = node.test
+    if isinstance(test, ast.Name) and test.id == "TYPE_CHECKING":
+        return True
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+    )
+
+
+def _runtime_imports(path: Path, text: str | None = None) -> list[tuple[int, str]]:
+    """(line, module) of every labchat import that runs on import or call: not the ones under
+    ``if TYPE_CHECKING:`` (annotations only) or ``if __name__ == "__main__":`` (an entry point).
+    """
+    found: list[tuple[int, str]] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking_or_main(node):
+            return
+        if isinstance(node, ast.ImportFrom):
+            source = _imported_from(path, node)
+            if source.startswith("labchat"):
+                subs = [f"{source}.{a.name}" for a in node.names] if not node.module else []
+                found.extend((node.lineno, m) for m in subs or [source])
+        elif isinstance(node, ast.Import):
+            found.extend((node.lineno, a.name) for a in node.names if a.name.startswith("labchat"))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text() if text is None else text, str(path)))
+    return found
+
+
+def _upward(path: Path, text: str | None = None) -> list[str]:
+    here = _unit(_module_name(path))
+    if here not in LAYERS:
+        return []
+    found = []
+    for line, module in _runtime_imports(path, text):
+        there = _unit(module)
+        if there in LAYERS and LAYERS[there] > LAYERS[here]:
+            found.append(f"{_rel(path)}:{line}: {here} (layer {LAYERS[here]}) imports "
+                         f"{there} (layer {LAYERS[there]})")  # fmt: skip
+    return found
+
+
+def test_imports_point_one_way() -> None:
+    assert [hit for path in MODULES for hit in _upward(path)] == []
+
+
+def test_the_layer_check_sees_an_upward_import() -> None:
+    fake = ROOT / "labchat" / "capture" / "example.py"  # never written: parsed from a string
+    code = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from ..lab import RoomStats\n"  # annotations only: allowed
+        "from .. import plots\n"  # capture (1) importing plots (3): upward
+        "from .modes import detect_mode\n"  # its own layer
+        "def f():\n    from labchat.analysis import load\n"  # upward, even inside a function
+        "if __name__ == '__main__':\n    from labchat.cli import main\n"  # an entry point
+    )
+    assert _upward(fake, code) == [
+        "labchat/capture/example.py:4: labchat.capture (layer 1) imports labchat.plots (layer 3)",
+        "labchat/capture/example.py:7: labchat.capture (layer 1) imports labchat.analysis"
+        " (layer 2)",
+    ]
