@@ -116,10 +116,11 @@ class RoomStats:
 class _Listener(threading.Thread):
     """One room member; this thread alone reads its socket and stamps each MSG's arrival."""
 
-    def __init__(self, client: Client, arrivals: dict[str, list[float]], lock: threading.Lock,
-                 cond: threading.Condition) -> None:  # fmt: skip
+    def __init__(
+        self, client: Client, arrivals: dict[str, list[float]], cond: threading.Condition
+    ) -> None:
         super().__init__(daemon=True)
-        self.client, self.arrivals, self.lock, self.cond = client, arrivals, lock, cond
+        self.client, self.arrivals, self.cond = client, arrivals, cond
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -180,7 +181,7 @@ def measure_broadcast_latency(
                         i = len(listeners)
                         c = Client(host, port, **kw)
                         c.login(f"member{i}", f"member{i}-password")
-                        t = _Listener(c, arrivals, threading.Lock(), cond)
+                        t = _Listener(c, arrivals, cond)
                         listeners.append(t)
                         t.start()
                     stats = RoomStats(size)
@@ -231,7 +232,8 @@ class ChatBots:
         self.names = [f"bot{i}" for i in range(bots)]
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
-        self.sent = 0
+        self.sent = 0  # lines said by all bots (each bot thread counts under _count_lock)
+        self._count_lock = threading.Lock()
         self.errors: list[str] = []
         self._ready = threading.Barrier(bots + 1)
         for n in self.names:
@@ -245,7 +247,8 @@ class ChatBots:
                 i = 0
                 while not self.stop.wait(1 / self.rate):
                     c.say(f"message {i} from {name}")
-                    self.sent += 1
+                    with self._count_lock:  # += from several threads is not atomic
+                        self.sent += 1
                     i += 1
                     c.recv_all(timeout=0)  # keep our own socket drained
                 c.quit()
