@@ -79,7 +79,9 @@ def _namespace(depth: int) -> Mapping[str, Any]:
     ip = shell.get_ipython() if shell is not None else None
     if ip is not None:
         return ip.user_ns
-    return sys._getframe(depth).f_globals  # 0 is this function, 1 its caller
+    # 0 is this function, 1 its caller. sys._getframe is the sys module's documented frame
+    # API (underscored only as CPython-specific), not another module's private name.
+    return sys._getframe(depth).f_globals  # noqa: SLF001
 
 
 def _same(value: Any, expected: Any, tol: float | None) -> bool:
