@@ -1,0 +1,334 @@
+"""One TCP connection and the facts read from its segments; a loaded capture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import AnalysisError
+from .facts import C2S, MOD, S2C, Handshake, RTTSample, Segment, Teardown, TLSMessage, estimate_rtt
+from .table import Table
+
+__all__ = ["Capture", "Connection"]
+
+
+class Connection:
+    """One TCP connection: both endpoints, its segments, and what can be read from them."""
+
+    def __init__(self, stream: int, client: tuple[str, int], server: tuple[str, int]):
+        self.stream = stream
+        self.client = client
+        self.server = server
+        self.client_guessed = False
+        self.segments: list[Segment] = []
+        self.tls: bool = False
+        self._tls_messages: list[TLSMessage] = []
+        self.warnings: list[str] = []
+
+    def __repr__(self) -> str:
+        guess = " (client guessed)" if self.client_guessed else ""
+        return (
+            f"<Connection #{self.stream} {self.client[0]}:{self.client[1]} -> "
+            f"{self.server[0]}:{self.server[1]}, {len(self.segments)} segments{guess}>"
+        )
+
+    # ---- TCP -----------------------------------------------------------------------------
+
+    def handshake(self) -> Handshake | None:
+        """The three-way handshake, or None when no SYN was captured."""
+        syn = next((s for s in self.segments if s.flags == "S" and s.direction == C2S), None)
+        if syn is None:
+            return None
+        syn_ack = next(
+            (s for s in self.segments if s.direction == S2C and s.syn and s.has_ack), None
+        )
+        ack = None
+        if syn_ack is not None:
+            ack = next(
+                (
+                    s
+                    for s in self.segments
+                    if s.index > syn_ack.index
+                    and s.direction == C2S
+                    and s.has_ack
+                    and not s.syn
+                    and s.ack == (syn_ack.seq + 1) % MOD
+                ),
+                None,
+            )
+        return Handshake(syn, syn_ack, ack, syn.seq, syn_ack.seq if syn_ack else None)
+
+    def teardown(self) -> Teardown | None:
+        """The FIN exchange, or None when nobody sent a FIN."""
+        fins: list[Segment] = []
+        for s in self.segments:
+            if s.fin and not s.retransmission and all(f.direction != s.direction for f in fins):
+                fins.append(s)
+        if not fins:
+            return None
+        first = fins[0]
+        acks: list[Segment] = []
+        for fin in fins:
+            want = (fin.seq + fin.seq_len) % MOD
+            a = next(
+                (
+                    s
+                    for s in self.segments
+                    if s.index > fin.index
+                    and s.direction != fin.direction
+                    and s.has_ack
+                    and s.ack == want
+                ),
+                None,
+            )
+            if a is not None:
+                acks.append(a)
+        merged = len(fins) == 2 and any(a.index == fins[1].index for a in acks)
+        second_fin_index = fins[1].index if len(fins) == 2 else len(self.segments)
+        half_close = any(
+            s.direction != first.direction and s.payload_len > 0 and not s.retransmission
+            for s in self.segments[first.index + 1 : second_fin_index + 1]
+        )
+        closer = "client" if first.direction == C2S else "server"
+        return Teardown(closer, fins, acks, merged, half_close)
+
+    def resets(self) -> list[Segment]:
+        """Every segment with the RST flag."""
+        return [s for s in self.segments if s.rst]
+
+    def retransmissions(self) -> list[Segment]:
+        """Segments whose data (or SYN/FIN) had already been sent."""
+        return [s for s in self.segments if s.retransmission]
+
+    def fast_retransmissions(self) -> list[Segment]:
+        """Retransmissions that followed duplicate ACKs at once (Wireshark's definition)."""
+        return [s for s in self.segments if s.fast_retransmission]
+
+    def duplicate_acks(self) -> list[Segment]:
+        """ACKs that repeat the previous ACK number and window, with no data (RFC 5681 2)."""
+        return [s for s in self.segments if s.duplicate_ack]
+
+    def sack_blocks(self) -> list[tuple[Segment, tuple]]:
+        """(segment, its SACK blocks) for every segment carrying the SACK option."""
+        return [(s, s.sack) for s in self.segments if s.sack]
+
+    def data_direction(self) -> str:
+        """The direction that carried more payload bytes (``c->s`` on a tie)."""
+        sent = {C2S: 0, S2C: 0}
+        for s in self.segments:
+            sent[s.direction] += s.payload_len
+        return S2C if sent[S2C] > sent[C2S] else C2S
+
+    def rtt_samples(self, direction: str | None = None) -> list[RTTSample]:
+        """Round-trip times of the segments sent in ``direction`` (default: the data's).
+
+        A sample is taken when an ACK first acknowledges exactly up to the end of a segment
+        (as Wireshark's ``tcp.analysis.ack_rtt``), except for a segment sent twice (Karn).
+        The capture point matters: at the sender, this is the path's RTT; at the receiver, it
+        is only the receiver's own delay in acknowledging.
+        """
+        direction = direction or self.data_direction()
+        sent: dict[int, list[Segment]] = {}
+        for s in self.segments:
+            if s.direction == direction and s.seq_len > 0 and not s.rst:
+                sent.setdefault((s.seq + s.seq_len) % MOD, []).append(s)
+        ranges = [(s.seq, s.seq + s.seq_len) for s in self.segments
+                  if s.direction == direction and s.retransmission]  # fmt: skip
+        out: list[RTTSample] = []
+        used: set[int] = set()
+        for a in self.segments:
+            if a.direction == direction or not a.has_ack or a.ack in used:
+                continue
+            copies = [s for s in sent.get(a.ack, []) if s.index < a.index]
+            if not copies:
+                continue
+            used.add(a.ack)
+            seg = copies[0]
+            if len(copies) > 1 or any(lo < seg.seq + seg.seq_len and seg.seq < hi
+                                      for lo, hi in ranges):  # fmt: skip
+                continue  # Karn: ambiguous
+            out.append(RTTSample(seg.index, a.index, seg.time, a.time))
+        return out
+
+    def rtt_table(self, direction: str | None = None, **kwargs: Any) -> Table:
+        """Each RTT sample with EstimatedRTT, DevRTT and the RTO after it, in milliseconds.
+
+        Keyword arguments go to `estimate_rtt` (``alpha``, ``beta``, ``min_rto`` ...).
+        """
+        samples = self.rtt_samples(direction)
+        rows = []
+        for smp, est in zip(samples, estimate_rtt([x.rtt for x in samples], **kwargs),
+                            strict=True):  # fmt: skip
+            rows.append(
+                {
+                    "time": round(smp.acked * 1000, 3),
+                    "segment": smp.segment,
+                    "ack": smp.ack,
+                    "SampleRTT ms": round(est["sample"] * 1000, 3),
+                    "EstimatedRTT ms": round(est["srtt"] * 1000, 3),
+                    "DevRTT ms": round(est["rttvar"] * 1000, 3),
+                    "RTO ms": round(est["rto"] * 1000, 3),
+                }
+            )
+        cols = ["time", "segment", "ack", "SampleRTT ms", "EstimatedRTT ms", "DevRTT ms", "RTO ms"]
+        return Table(rows, cols)
+
+    def bytes_in_flight(self, direction: str | None = None) -> list[tuple[float, int]]:
+        """(time, bytes sent but not yet acknowledged) after each data segment of ``direction``.
+
+        Sequence-based: highest sequence number sent minus the highest ACK received so far,
+        less what SACK blocks report as received (Wireshark's ``bytes_in_flight``, RFC 6675's
+        "pipe" without the retransmission bookkeeping).
+        """
+        direction = direction or self.data_direction()
+        high = acked = None
+        sacked: tuple = ()
+        out: list[tuple[float, int]] = []
+        for s in self.segments:
+            if s.direction == direction:
+                if s.seq_len:
+                    end = s.rel_seq + s.seq_len
+                    high = end if high is None else max(high, end)
+                    if s.payload_len and acked is not None:
+                        gone = sum(b - a for a, b in sacked if a >= acked)
+                        out.append((s.time, max(0, high - acked - gone)))
+            elif s.has_ack:
+                acked = s.rel_ack if acked is None else max(acked, s.rel_ack)
+                sacked = s.sack
+        return out
+
+    def phase(self, seg: Segment) -> str:
+        """``"handshake"``, ``"data"``, ``"teardown"`` or ``"reset"`` for one segment."""
+        hs = self.handshake()
+        if seg.rst:
+            return "reset"
+        if hs is not None and seg in hs.segments:
+            return "handshake"
+        td = self.teardown()
+        if td is not None and seg.index >= td.fins[0].index:
+            return "teardown"
+        if seg.syn:
+            return "handshake"
+        return "data"
+
+    def segment_table(self) -> Table:
+        """One row per segment, the way Wireshark's packet list would show them."""
+        names = self._tls_names_by_segment()
+        rows = []
+        for s in self.segments:
+            note = s.notes()
+            if s.retransmission and not any("retransmission" in n for n in note):
+                note.insert(0, "retransmission")
+            if s.truncated:
+                note.append("truncated")
+            rows.append(
+                {
+                    "#": s.index,
+                    "time": round(s.time, 6),
+                    "dir": s.direction,
+                    "flags": s.flags,
+                    "seq": s.rel_seq,
+                    "ack": s.rel_ack if s.has_ack else None,
+                    "len": s.payload_len,
+                    "win": s.window,
+                    "tls": ", ".join(names.get(s.index, [])),
+                    "note": ", ".join(note),
+                }
+            )
+        return Table(rows, ["#", "time", "dir", "flags", "seq", "ack", "len", "win", "tls", "note"])
+
+    # ---- TLS and application data --------------------------------------------------------
+
+    def tls_messages(self) -> list[TLSMessage]:
+        """TLS messages in capture order (empty for a plaintext connection)."""
+        return list(self._tls_messages)
+
+    def _tls_names_by_segment(self) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for m in self._tls_messages:
+            if m.segment is not None:
+                out.setdefault(m.segment, []).append(m.name)
+        return out
+
+    def app_lines(self) -> list[tuple[str, str]]:
+        """labchat/1 lines as (direction, text): the plaintext stream, or decrypted TLS data.
+
+        An encrypted connection without keys gives no lines (see ``tls_messages()``).
+        """
+        chunks: list[tuple[str, bytes]] = []
+        if self.tls:
+            for m in self._tls_messages:
+                if m.name == "ApplicationData" and m.decrypted:
+                    chunks.append((m.direction, m.data))
+        else:
+            for s in self.segments:
+                if s.payload_len and not s.retransmission and s.payload:
+                    chunks.append((s.direction, s.payload))
+        buffers = {C2S: b"", S2C: b""}
+        lines: list[tuple[str, str]] = []
+        for direction, data in chunks:
+            buffers[direction] += data
+            while b"\n" in buffers[direction]:
+                line, buffers[direction] = buffers[direction].split(b"\n", 1)
+                lines.append((direction, line.rstrip(b"\r").decode("utf-8", "replace")))
+        for direction, rest in buffers.items():
+            if rest:
+                lines.append((direction, rest.decode("utf-8", "replace")))
+        return lines
+
+
+class Capture:
+    """A loaded capture file: its packets, its TCP connections and what looked odd."""
+
+    def __init__(self, path: Path, packets: list, warnings: list[str]):
+        self.path = path
+        self.packets = packets
+        self.warnings = warnings
+        self._connections: list[Connection] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<Capture {self.path.name}: {len(self.packets)} packets, "
+            f"{len(self._connections)} TCP connections, {len(self.warnings)} warnings>"
+        )
+
+    def connections(self) -> list[Connection]:
+        """TCP connections in order of their first packet (tshark's ``tcp.stream`` order)."""
+        return list(self._connections)
+
+    def connection(self, n: int = 0) -> Connection:
+        """The n-th TCP connection.
+
+        Raises:
+            AnalysisError: there is no such connection.
+        """
+        if not 0 <= n < len(self._connections):
+            raise AnalysisError(
+                f"{self.path.name}: no TCP connection #{n} "
+                f"({len(self._connections)} connection(s) in the capture)"
+            )
+        return self._connections[n]
+
+    def connection_table(self) -> Table:
+        """One row per connection: endpoints, segment count, how it opened and closed."""
+        rows = []
+        for c in self._connections:
+            hs, td = c.handshake(), c.teardown()
+            if c.resets():
+                closed = "reset"
+            elif td is None:
+                closed = "open"
+            else:
+                closed = f"FIN by {td.first_closer}"
+            rows.append(
+                {
+                    "stream": c.stream,
+                    "client": f"{c.client[0]}:{c.client[1]}",
+                    "server": f"{c.server[0]}:{c.server[1]}",
+                    "segments": len(c.segments),
+                    "handshake": "none" if hs is None else ("ok" if hs.ok else "incomplete"),
+                    "closed": closed,
+                    "tls": "yes" if c.tls else "",
+                }
+            )
+        return Table(rows)

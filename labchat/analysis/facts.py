@@ -1,0 +1,254 @@
+"""The facts a capture yields: segments, RTT samples, handshake, teardown, TLS messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "C2S",
+    "MOD",
+    "S2C",
+    "Handshake",
+    "RTTSample",
+    "Segment",
+    "TLSMessage",
+    "Teardown",
+    "estimate_rtt",
+]
+
+C2S = "c->s"
+S2C = "s->c"
+MOD = 1 << 32
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One captured TCP segment of a connection.
+
+    ``index`` counts segments within the connection (0-based); ``frame`` is the 1-based packet
+    number in the capture file (Wireshark's "No."). ``seq``/``ack`` are absolute,
+    ``rel_seq``/``rel_ack`` relative to each side's ISN. ``payload_len`` comes from the IP
+    length, so it is right even when the capture was truncated (``truncated``).
+    """
+
+    index: int
+    time: float
+    direction: str
+    flags: str
+    seq: int
+    ack: int
+    rel_seq: int
+    rel_ack: int
+    payload_len: int
+    window: int
+    options: dict = field(default_factory=dict, compare=False)
+    raw: Any = field(default=None, repr=False, compare=False)
+    frame: int = 0
+    payload: bytes = field(default=b"", repr=False, compare=False)
+    retransmission: bool = False
+    truncated: bool = False
+    #: Wireshark's TCP analysis of this segment, by the names of its ``tcp.analysis.*``
+    #: fields: ``retransmission``, ``fast_retransmission``, ``spurious_retransmission``,
+    #: ``out_of_order``, ``duplicate_ack``, ``window_update``, ``keep_alive``,
+    #: ``lost_segment`` (a gap before it), ``zero_window``.
+    analysis: frozenset = field(default=frozenset(), compare=False)
+    #: For a duplicate ACK: which one in the row (Wireshark's ``duplicate_ack_num``).
+    dup_ack_num: int = field(default=0, compare=False)
+    #: SACK blocks as (left, right) edges relative to the peer's ISN (RFC 2018).
+    sack: tuple = field(default=(), compare=False)
+    #: The advertised window in bytes (window field << the sender's window scale).
+    scaled_window: int | None = field(default=None, compare=False)
+
+    @property
+    def fast_retransmission(self) -> bool:
+        return "fast_retransmission" in self.analysis
+
+    @property
+    def duplicate_ack(self) -> bool:
+        return "duplicate_ack" in self.analysis
+
+    @property
+    def syn(self) -> bool:
+        return "S" in self.flags
+
+    @property
+    def fin(self) -> bool:
+        return "F" in self.flags
+
+    @property
+    def rst(self) -> bool:
+        return "R" in self.flags
+
+    @property
+    def has_ack(self) -> bool:
+        return "A" in self.flags
+
+    @property
+    def seq_len(self) -> int:
+        """Sequence space consumed: payload plus one for SYN and for FIN (RFC 9293 3.4)."""
+        return self.payload_len + int(self.syn) + int(self.fin)
+
+    def label(self) -> str:
+        """Short human label, e.g. ``"PA seq=1 ack=1 len=15"``."""
+        text = f"{self.flags} seq={self.rel_seq}"
+        if self.has_ack:
+            text += f" ack={self.rel_ack}"
+        return text + f" len={self.payload_len}"
+
+    def notes(self) -> list[str]:
+        """Wireshark-style remarks, e.g. ``["dup ACK #2", "SACK 4345-5793"]``."""
+        out = []
+        for name in _NOTE_ORDER:
+            if name == "retransmission" and self.analysis & {
+                "fast_retransmission",
+                "spurious_retransmission",
+            }:
+                continue  # already said, more precisely
+            if name in self.analysis:
+                out.append(f"dup ACK #{self.dup_ack_num}" if name == "duplicate_ack" else
+                           name.replace("_", " "))  # fmt: skip
+        if self.sack:
+            out.append("SACK " + " ".join(f"{a}-{b}" for a, b in self.sack))
+        return out
+
+
+# The order a learner reads them in (and no duplicates when several apply).
+_NOTE_ORDER = (
+    "fast_retransmission",
+    "spurious_retransmission",
+    "retransmission",
+    "out_of_order",
+    "lost_segment",
+    "duplicate_ack",
+    "window_update",
+    "keep_alive",
+    "zero_window",
+)
+
+
+@dataclass(frozen=True)
+class RTTSample:
+    """One round-trip time measured from a capture (RFC 6298 section 3, Karn's algorithm).
+
+    ``segment`` was sent at ``sent``; ``ack`` (the first ACK to cover exactly its last byte)
+    came back at ``acked``. Segments sent more than once give no sample: which copy would the
+    ACK belong to?
+    """
+
+    segment: int
+    ack: int
+    sent: float
+    acked: float
+
+    @property
+    def rtt(self) -> float:
+        return self.acked - self.sent
+
+
+def estimate_rtt(
+    samples: Iterable[float], *, alpha: float = 1 / 8, beta: float = 1 / 4, k: int = 4,
+    granularity: float = 0.0, min_rto: float = 1.0,
+) -> list[dict[str, float]]:  # fmt: skip
+    """The smoothed RTT, its variation and the RTO after each sample (RFC 6298 section 2).
+
+    First sample R: SRTT = R, RTTVAR = R/2. Then, for each R' in order::
+
+        RTTVAR = (1 - beta) * RTTVAR + beta * |SRTT - R'|     (DevRTT in Kurose & Ross)
+        SRTT   = (1 - alpha) * SRTT + alpha * R'              (EstimatedRTT)
+        RTO    = max(min_rto, SRTT + max(granularity, k * RTTVAR))
+
+    RFC 6298 updates RTTVAR with the *old* SRTT; some textbooks update EstimatedRTT first.
+    ``min_rto`` is the RFC's 1 s; Linux uses 200 ms.
+
+    Returns:
+        One dict per sample: ``sample``, ``srtt``, ``rttvar``, ``rto`` (seconds).
+    """
+    out: list[dict[str, float]] = []
+    srtt = rttvar = 0.0
+    for i, r in enumerate(samples):
+        if i == 0:
+            srtt, rttvar = r, r / 2
+        else:
+            rttvar = (1 - beta) * rttvar + beta * abs(srtt - r)
+            srtt = (1 - alpha) * srtt + alpha * r
+        rto = max(min_rto, srtt + max(granularity, k * rttvar))
+        out.append({"sample": r, "srtt": srtt, "rttvar": rttvar, "rto": rto})
+    return out
+
+
+@dataclass
+class Handshake:
+    """The three-way handshake (RFC 9293 section 3.5), as far as it was captured."""
+
+    syn: Segment
+    syn_ack: Segment | None
+    ack: Segment | None
+    client_isn: int
+    server_isn: int | None
+
+    def checks(self) -> list[tuple[str, bool]]:
+        """(description, passed) for each rule of the three-way handshake."""
+        out = [("SYN carries no ACK flag", not self.syn.has_ack)]
+        out.append(("SYN-ACK seen", self.syn_ack is not None))
+        if self.syn_ack is not None:
+            out.append(
+                (
+                    "SYN-ACK ack = client ISN + 1",
+                    self.syn_ack.ack == (self.client_isn + 1) % MOD,
+                )
+            )
+        out.append(("final ACK seen", self.ack is not None))
+        if self.ack is not None and self.server_isn is not None:
+            out.append(("ACK seq = client ISN + 1", self.ack.seq == (self.client_isn + 1) % MOD))
+            out.append(("ACK ack = server ISN + 1", self.ack.ack == (self.server_isn + 1) % MOD))
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return all(passed for _, passed in self.checks())
+
+    @property
+    def segments(self) -> list[Segment]:
+        return [s for s in (self.syn, self.syn_ack, self.ack) if s is not None]
+
+
+@dataclass
+class Teardown:
+    """How the connection was closed with FINs (RFC 9293 section 3.6)."""
+
+    first_closer: str
+    fins: list[Segment]
+    acks: list[Segment]
+    merged: bool
+    half_close: bool
+
+    @property
+    def segments(self) -> list[Segment]:
+        return sorted({s.index: s for s in self.fins + self.acks}.values(), key=lambda s: s.index)
+
+    @property
+    def complete(self) -> bool:
+        """Both FINs were sent and acknowledged."""
+        return len(self.fins) == 2 and len(self.acks) == 2
+
+
+@dataclass
+class TLSMessage:
+    """One TLS message (or opaque record) as a learner sees it.
+
+    ``encrypted`` says whether it travelled encrypted on the wire; ``decrypted`` whether a key
+    log let us read it anyway. ``segment`` is the connection's segment index where the record
+    was complete (a record split over several segments belongs to the last one).
+    """
+
+    time: float
+    direction: str
+    record_type: str
+    name: str
+    fields: dict = field(default_factory=dict)
+    encrypted: bool = False
+    segment: int | None = None
+    decrypted: bool = False
+    data: bytes = field(default=b"", repr=False)
