@@ -371,7 +371,7 @@ def tls_comparison(conn12: Connection, conn13: Connection) -> Figure:
     """Two ladders side by side, TLS 1.2 and TLS 1.3, each with its round trips annotated."""
     from matplotlib.figure import Figure
 
-    from .analysis import tls_round_trips
+    from .analysis import first_application_data, tls_round_trips
 
     n = max(len(conn12.segments), len(conn13.segments))
     fig = Figure(figsize=(14.0, max(4.0, 0.42 * min(n, 60) + 2.0)), layout="constrained")
@@ -380,12 +380,8 @@ def tls_comparison(conn12: Connection, conn13: Connection) -> Figure:
         trips = tls_round_trips(conn)
         s = "" if trips == 1 else "s"
         ladder(conn, ax, title=f"{label}: {trips} round trip{s} before the first application data")
-        first = next(
-            (m for m in conn.tls_messages()
-             if m.direction == "c->s" and m.name == "ApplicationData" and m.segment is not None),
-            None,
-        )  # fmt: skip
-        if first is not None:
+        first = first_application_data(conn)
+        if first is not None and first.segment is not None:
             seg = conn.segments[first.segment]
             ys, _ = _compressed_times([x.time for x in conn.segments[:60]])
             if seg.index < len(ys):
@@ -429,21 +425,15 @@ def tcp_header(segment: Segment, ax: Axes | None = None) -> Figure:
     """Draw the TCP header of one captured segment, 32 bits per row, with its real values."""
     from matplotlib.patches import Rectangle
 
-    raw = segment.raw
-    tcp = None
-    if raw is not None:
-        from scapy.layers.inet import TCP
-
-        tcp = raw.getlayer(TCP)
     fields: dict[str, Any] = {
-        "sport": getattr(tcp, "sport", None),
-        "dport": getattr(tcp, "dport", None),
-        "dataofs": getattr(tcp, "dataofs", None),
-        "reserved": getattr(tcp, "reserved", 0),
-        "flags": int(tcp.flags) if tcp is not None else 0,
-        "chksum": getattr(tcp, "chksum", None),
-        "urgptr": getattr(tcp, "urgptr", 0),
-        "options": getattr(tcp, "options", []),
+        "sport": segment.ports[0],
+        "dport": segment.ports[1],
+        "dataofs": segment.header_len // 4,
+        "reserved": (segment.flag_bits >> 8) & 0xF,
+        "flags": segment.flag_bits & 0xFF,
+        "chksum": segment.checksum,
+        "urgptr": segment.urgent,
+        "options": segment.option_list,
     }
     opt_text = _fmt_options(fields["options"])
     rows = 6 if opt_text else 5

@@ -1,15 +1,51 @@
-"""One TCP connection and the facts read from its segments; a loaded capture."""
+"""One TCP connection and the facts read from its segments."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import AnalysisError
 from .facts import C2S, MOD, S2C, Handshake, RTTSample, Segment, Teardown, TLSMessage, estimate_rtt
+from .reassembly import reassemble
 from .table import Table
+from .tlsinfo import TLSInfo
 
-__all__ = ["Capture", "Connection"]
+__all__ = ["Connection", "Transfer"]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """How fast one direction moved its data (issue 14: throughput and goodput).
+
+    ``start`` is the first data segment's time, ``end`` the time of the ACK that covered the
+    direction's last byte (or of the last data segment when no such ACK was captured).
+    ``payload_bytes`` counts every payload byte sent, retransmissions included;
+    ``unique_bytes`` each stream byte once. ``wire_bytes`` counts whole frames (headers
+    included) of the data segments. Rates are in bits per second.
+    """
+
+    direction: str
+    start: float
+    end: float
+    segments: int
+    payload_bytes: int
+    unique_bytes: int
+    retransmitted_bytes: int
+    wire_bytes: int
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end - self.start)
+
+    @property
+    def throughput(self) -> float:
+        """Payload bits per second, retransmissions included."""
+        return self.payload_bytes * 8 / self.duration if self.duration else 0.0
+
+    @property
+    def goodput(self) -> float:
+        """Bits per second of data the application received once (RFC 6349's goodput)."""
+        return self.unique_bytes * 8 / self.duration if self.duration else 0.0
 
 
 class Connection:
@@ -22,7 +58,12 @@ class Connection:
         self.client_guessed = False
         self.segments: list[Segment] = []
         self.tls: bool = False
-        self._tls_messages: list[TLSMessage] = []
+        #: What the TLS decoder found (None for a connection that is not TLS).
+        self.tls_info: TLSInfo | None = None
+        #: The encapsulation its packets came in ("" for none; "GRE", "VXLAN" ...).
+        self.tunnel = ""
+        #: "HTTP CONNECT", "SOCKS5" or "SOCKS4" when the TLS ran through a proxy tunnel.
+        self.proxy = ""
         self.warnings: list[str] = []
 
     def __repr__(self) -> str:
@@ -36,7 +77,8 @@ class Connection:
 
     def handshake(self) -> Handshake | None:
         """The three-way handshake, or None when no SYN was captured."""
-        syn = next((s for s in self.segments if s.flags == "S" and s.direction == C2S), None)
+        syn = next((s for s in self.segments if s.syn and not s.has_ack and s.direction == C2S),
+                   None)  # fmt: skip
         if syn is None:
             return None
         syn_ack = next(
@@ -107,10 +149,6 @@ class Connection:
     def duplicate_acks(self) -> list[Segment]:
         """ACKs that repeat the previous ACK number and window, with no data (RFC 5681 2)."""
         return [s for s in self.segments if s.duplicate_ack]
-
-    def sack_blocks(self) -> list[tuple[Segment, tuple]]:
-        """(segment, its SACK blocks) for every segment carrying the SACK option."""
-        return [(s, s.sack) for s in self.segments if s.sack]
 
     def data_direction(self) -> str:
         """The direction that carried more payload bytes (``c->s`` on a tie)."""
@@ -211,8 +249,13 @@ class Connection:
             return "handshake"
         return "data"
 
-    def segment_table(self) -> Table:
-        """One row per segment, the way Wireshark's packet list would show them."""
+    def segment_table(self, *, raw_window: bool = False) -> Table:
+        """One row per segment, the way Wireshark's packet list would show them.
+
+        Args:
+            raw_window: show the window field as sent; by default the window in bytes
+                (scaled by the factor the handshake announced, when it was captured).
+        """
         names = self._tls_names_by_segment()
         rows = []
         for s in self.segments:
@@ -221,6 +264,8 @@ class Connection:
                 note.insert(0, "retransmission")
             if s.truncated:
                 note.append("truncated")
+            if s.length_from_frame:
+                note.append("IP length 0 (TSO): length from the frame")
             rows.append(
                 {
                     "#": s.index,
@@ -230,7 +275,7 @@ class Connection:
                     "seq": s.rel_seq,
                     "ack": s.rel_ack if s.has_ack else None,
                     "len": s.payload_len,
-                    "win": s.window,
+                    "win": s.window if raw_window or s.scaled_window is None else s.scaled_window,
                     "tls": ", ".join(names.get(s.index, [])),
                     "note": ", ".join(note),
                 }
@@ -241,32 +286,52 @@ class Connection:
 
     def tls_messages(self) -> list[TLSMessage]:
         """TLS messages in capture order (empty for a plaintext connection)."""
-        return list(self._tls_messages)
+        return list(self.tls_info.messages) if self.tls_info is not None else []
 
     def _tls_names_by_segment(self) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
-        for m in self._tls_messages:
+        for m in self.tls_messages():
             if m.segment is not None:
                 out.setdefault(m.segment, []).append(m.name)
         return out
+
+    def app_data(self, direction: str, limit: int | None = None) -> bytes:
+        """The application bytes one direction sent, in order, each byte once.
+
+        For TLS, the decrypted application data (empty without keys); otherwise the
+        reassembled TCP stream (bytes the capture missed are left out).
+
+        Args:
+            direction: ``"c->s"`` or ``"s->c"``.
+            limit: stop after about this many bytes (None: all of them).
+        """
+        out = bytearray()
+        for d, data in self._app_chunks(limit):
+            if d == direction:
+                out += data
+                if limit is not None and len(out) >= limit:
+                    break
+        return bytes(out)
+
+    def _app_chunks(self, limit: int | None = None):
+        """(direction, bytes) of application data in capture order."""
+        if self.tls:
+            for m in self.tls_messages():
+                if m.name == "ApplicationData" and m.decrypted and m.data:
+                    yield m.direction, m.data
+            return
+        for chunk in reassemble(self.segments, limit):
+            if chunk.data:
+                yield chunk.direction, chunk.data
 
     def app_lines(self) -> list[tuple[str, str]]:
         """labchat/1 lines as (direction, text): the plaintext stream, or decrypted TLS data.
 
         An encrypted connection without keys gives no lines (see ``tls_messages()``).
         """
-        chunks: list[tuple[str, bytes]] = []
-        if self.tls:
-            for m in self._tls_messages:
-                if m.name == "ApplicationData" and m.decrypted:
-                    chunks.append((m.direction, m.data))
-        else:
-            for s in self.segments:
-                if s.payload_len and not s.retransmission and s.payload:
-                    chunks.append((s.direction, s.payload))
         buffers = {C2S: b"", S2C: b""}
         lines: list[tuple[str, str]] = []
-        for direction, data in chunks:
+        for direction, data in self._app_chunks():
             buffers[direction] += data
             while b"\n" in buffers[direction]:
                 line, buffers[direction] = buffers[direction].split(b"\n", 1)
@@ -276,59 +341,22 @@ class Connection:
                 lines.append((direction, rest.decode("utf-8", "replace")))
         return lines
 
-
-class Capture:
-    """A loaded capture file: its packets, its TCP connections and what looked odd."""
-
-    def __init__(self, path: Path, packets: list, warnings: list[str]):
-        self.path = path
-        self.packets = packets
-        self.warnings = warnings
-        self._connections: list[Connection] = []
-
-    def __repr__(self) -> str:
-        return (
-            f"<Capture {self.path.name}: {len(self.packets)} packets, "
-            f"{len(self._connections)} TCP connections, {len(self.warnings)} warnings>"
-        )
-
-    def connections(self) -> list[Connection]:
-        """TCP connections in order of their first packet (tshark's ``tcp.stream`` order)."""
-        return list(self._connections)
-
-    def connection(self, n: int = 0) -> Connection:
-        """The n-th TCP connection.
-
-        Raises:
-            AnalysisError: there is no such connection.
-        """
-        if not 0 <= n < len(self._connections):
-            raise AnalysisError(
-                f"{self.path.name}: no TCP connection #{n} "
-                f"({len(self._connections)} connection(s) in the capture)"
-            )
-        return self._connections[n]
-
-    def connection_table(self) -> Table:
-        """One row per connection: endpoints, segment count, how it opened and closed."""
-        rows = []
-        for c in self._connections:
-            hs, td = c.handshake(), c.teardown()
-            if c.resets():
-                closed = "reset"
-            elif td is None:
-                closed = "open"
-            else:
-                closed = f"FIN by {td.first_closer}"
-            rows.append(
-                {
-                    "stream": c.stream,
-                    "client": f"{c.client[0]}:{c.client[1]}",
-                    "server": f"{c.server[0]}:{c.server[1]}",
-                    "segments": len(c.segments),
-                    "handshake": "none" if hs is None else ("ok" if hs.ok else "incomplete"),
-                    "closed": closed,
-                    "tls": "yes" if c.tls else "",
-                }
-            )
-        return Table(rows)
+    def transfer(self, direction: str | None = None) -> Transfer:
+        """Throughput and goodput of one direction (default: the one that sent more)."""
+        direction = direction or self.data_direction()
+        data = [s for s in self.segments if s.direction == direction and s.payload_len]
+        if not data:
+            return Transfer(direction, 0.0, 0.0, 0, 0, 0, 0, 0)
+        payload = sum(s.payload_len for s in data)
+        retrans = sum(s.payload_len for s in data if s.retransmission)
+        first = min(s.rel_seq for s in data)
+        last = max(s.rel_seq + s.payload_len for s in data)
+        end = data[-1].time
+        for s in self.segments:
+            if s.direction != direction and s.has_ack and s.time >= data[-1].time:
+                if (s.rel_ack - last) % MOD < 1 << 31:
+                    end = s.time
+                    break
+        wire = sum(s.frame_len for s in data)
+        return Transfer(direction, data[0].time, end, len(data), payload, last - first, retrans,
+                        wire)  # fmt: skip

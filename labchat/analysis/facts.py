@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .tcpoptions import decode_options, options_dict
+
 __all__ = [
     "C2S",
     "MOD",
@@ -23,14 +25,18 @@ S2C = "s->c"
 MOD = 1 << 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Segment:
     """One captured TCP segment of a connection.
 
     ``index`` counts segments within the connection (0-based); ``frame`` is the 1-based packet
     number in the capture file (Wireshark's "No."). ``seq``/``ack`` are absolute,
     ``rel_seq``/``rel_ack`` relative to each side's ISN. ``payload_len`` comes from the IP
-    length, so it is right even when the capture was truncated (``truncated``).
+    length, so it is right even when the capture was truncated (``truncated``); when the IP
+    length was 0 (TCP segmentation offload) it comes from the frame (``length_from_frame``).
+
+    The payload and the options are read from the capture file when asked for, so a segment
+    costs a few hundred bytes however large its payload.
     """
 
     index: int
@@ -42,24 +48,68 @@ class Segment:
     rel_seq: int
     rel_ack: int
     payload_len: int
+    #: The window field as sent (raw); see ``scaled_window`` for the window in bytes.
     window: int
-    options: dict = field(default_factory=dict, compare=False)
-    raw: Any = field(default=None, repr=False, compare=False)
     frame: int = 0
-    payload: bytes = field(default=b"", repr=False, compare=False)
-    retransmission: bool = False
     truncated: bool = False
     #: Wireshark's TCP analysis of this segment, by the names of its ``tcp.analysis.*``
     #: fields: ``retransmission``, ``fast_retransmission``, ``spurious_retransmission``,
-    #: ``out_of_order``, ``duplicate_ack``, ``window_update``, ``keep_alive``,
-    #: ``lost_segment`` (a gap before it), ``zero_window``.
+    #: ``out_of_order``, ``duplicate_ack``, ``lost_segment`` (a gap before it),
+    #: ``ack_lost_segment`` (it acknowledges data never seen), ``zero_window``,
+    #: ``zero_window_probe``, ``zero_window_probe_ack``, ``window_update``, ``window_full``,
+    #: ``keep_alive``, ``keep_alive_ack``, ``reused_ports``.
     analysis: frozenset = field(default=frozenset(), compare=False)
     #: For a duplicate ACK: which one in the row (Wireshark's ``duplicate_ack_num``).
     dup_ack_num: int = field(default=0, compare=False)
     #: SACK blocks as (left, right) edges relative to the peer's ISN (RFC 2018).
     sack: tuple = field(default=(), compare=False)
-    #: The advertised window in bytes (window field << the sender's window scale).
+    #: The advertised window in bytes (window field << the sender's window scale), or None
+    #: when the scale is unknown (no SYN captured); Wireshark's ``tcp.window_size``.
     scaled_window: int | None = field(default=None, compare=False)
+    #: The IP length was 0 (TCP segmentation offload): ``payload_len`` is the frame's.
+    length_from_frame: bool = field(default=False, compare=False)
+    #: The whole frame's length on the wire (all headers included).
+    frame_len: int = field(default=0, repr=False, compare=False)
+    #: TCP header fields for the header diagram: data offset (bytes), the 12 bits after it
+    #: (4 reserved, RFC 9293 section 3.1, then CWR ... FIN),
+    #: checksum, urgent pointer, ports (source, destination) and the raw option bytes.
+    header_len: int = field(default=20, repr=False, compare=False)
+    flag_bits: int = field(default=0, repr=False, compare=False)
+    checksum: int = field(default=0, repr=False, compare=False)
+    urgent: int = field(default=0, repr=False, compare=False)
+    ports: tuple = field(default=(0, 0), repr=False, compare=False)
+    option_bytes: bytes = field(default=b"", repr=False, compare=False)
+    #: Where the bytes are: the capture's Source and the TCP header's offset in it.
+    source: Any = field(default=None, repr=False, compare=False)
+    tcp_offset: int = field(default=0, repr=False, compare=False)
+    captured: int = field(default=0, repr=False, compare=False)
+
+    @property
+    def payload(self) -> bytes:
+        """The payload bytes that were captured (all of them unless ``truncated``)."""
+        if self.source is None or not self.captured:
+            return b""
+        return self.source.read(self.tcp_offset + self.header_len, self.captured)
+
+    @property
+    def options(self) -> dict:
+        """The TCP options as a dict: ``mss``, ``wscale``, ``sack_perm``, ``timestamps``, ..."""
+        return options_dict(self.option_bytes)
+
+    @property
+    def option_list(self) -> list[tuple[str, Any]]:
+        """The TCP options in header order as (name, value), NOP and EOL included."""
+        return decode_options(self.option_bytes)
+
+    @property
+    def raw(self) -> Any:
+        """The whole frame dissected by scapy (imports scapy: slow; for exploring only)."""
+        return None if self.source is None else self.source.scapy_packet(self.frame)
+
+    @property
+    def retransmission(self) -> bool:
+        """Wireshark's ``tcp.analysis.retransmission`` (set for fast and spurious ones too)."""
+        return "retransmission" in self.analysis
 
     @property
     def fast_retransmission(self) -> bool:
@@ -121,10 +171,16 @@ _NOTE_ORDER = (
     "retransmission",
     "out_of_order",
     "lost_segment",
+    "ack_lost_segment",
     "duplicate_ack",
     "window_update",
+    "window_full",
     "keep_alive",
+    "keep_alive_ack",
     "zero_window",
+    "zero_window_probe",
+    "zero_window_probe_ack",
+    "reused_ports",
 )
 
 
@@ -239,8 +295,14 @@ class TLSMessage:
     """One TLS message (or opaque record) as a learner sees it.
 
     ``encrypted`` says whether it travelled encrypted on the wire; ``decrypted`` whether a key
-    log let us read it anyway. ``segment`` is the connection's segment index where the record
-    was complete (a record split over several segments belongs to the last one).
+    log let us read it anyway. ``segment`` is the connection's segment index, and ``frame``
+    the capture's frame number, where the message was complete: a record split over several
+    segments, or a handshake message split over several records, belongs to the segment that
+    carried its last byte (as Wireshark shows it). ``record_type`` is the record's content
+    type as sent (``application_data`` for every TLS 1.3 encrypted record); ``name`` is the
+    handshake message type (RFC 8446 section 4, RFC 5246 section 7.4), ``ChangeCipherSpec``,
+    ``Alert``, ``ApplicationData``, ``Heartbeat``, or ``EncryptedHandshake`` for an encrypted
+    TLS 1.2 handshake record that no key opened: its type is never guessed.
     """
 
     time: float
@@ -252,3 +314,6 @@ class TLSMessage:
     segment: int | None = None
     decrypted: bool = False
     data: bytes = field(default=b"", repr=False)
+    frame: int | None = None
+    #: The record's length on the wire (header excluded).
+    record_length: int = 0

@@ -1,144 +1,211 @@
-"""Wireshark's TCP analysis (epan/dissectors/packet-tcp.c, tcp_analyze_sequence_number)."""
+"""Wireshark's TCP analysis, one segment at a time (packet-tcp.c, tcp_analyze_sequence_number).
+
+Each captured segment gets the ``tcp.analysis.*`` judgements tshark 4.0 gives it, decided the
+way tshark decides them, in tshark's order, from the same per-direction state (the names of
+:class:`Flow`'s fields are packet-tcp.c's). The rules:
+
+* zero_window_probe: 1 byte at the next expected sequence number while the peer's window is 0
+  (and nothing else is checked for it);
+* zero_window: window 0 on a segment without SYN, FIN or RST;
+* lost_segment: it starts beyond the next expected byte (a gap; not for RST);
+* keep_alive: 0 or 1 byte starting one byte before the next expected one (no SYN/FIN/RST);
+* window_update: no data, same seq and ack as before, a new non-zero window;
+* window_full: data reaching exactly the right edge of the peer's advertised window (only
+  when the window scale is known);
+* keep_alive_ack, zero_window_probe_ack: the repeated ACK that answers one of those;
+* duplicate_ack: no data, same seq, ack and window as the previous segment of that side;
+* ack_lost_segment: it acknowledges bytes of the peer that were never captured;
+* then, for a segment with data (or SYN/FIN) that does not advance the sequence number:
+  spurious_retransmission (the data was already acknowledged), fast_retransmission (two or
+  more duplicate ACKs asked for exactly this byte, less than 20 ms ago), out_of_order (within
+  the handshake's RTT, or 3 ms, of the highest segment, not ending where it ends), otherwise
+  retransmission. tshark marks fast and spurious retransmissions as retransmissions too.
+
+Windows are compared scaled (RFC 7323 section 2.2: only when both SYNs carried the option).
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+__all__ = ["MOD", "Flow", "TCPTracker", "flag_letters"]
 
-from .connection import Connection
-from .facts import C2S, MOD, S2C, Segment
+MOD = 1 << 32
+_HALF = 1 << 31
+_SYN, _FIN, _RST, _PSH, _ACK, _URG, _ECE, _CWR, _NS = 2, 1, 4, 8, 16, 32, 64, 128, 256
+# Order as learners read them: S, F, R, P, A, then U, E, C, N -> "SA", "PA", "FA", "RA" ...
+_LETTERS = ((_SYN, "S"), (_FIN, "F"), (_RST, "R"), (_PSH, "P"), (_ACK, "A"), (_URG, "U"),
+            (_ECE, "E"), (_CWR, "C"), (_NS, "N"))  # fmt: skip
+_letter_cache: dict[int, str] = {}
+# Out-of-order threshold without a handshake RTT: 3 ms (packet-tcp.c, ooo_thres).
+_DEFAULT_OOO = 0.003
+_FAST_RTX_WINDOW = 0.020  # a fast retransmission follows the duplicate ACKs within 20 ms
 
-__all__ = ["analyse_tcp"]
+
+def flag_letters(bits: int) -> str:
+    """``0x12`` -> ``"SA"``; no flag at all -> ``"."``."""
+    text = _letter_cache.get(bits)
+    if text is None:
+        text = "".join(ch for bit, ch in _LETTERS if bits & bit) or "."
+        _letter_cache[bits] = text
+    return text
+
+
+def _gt(a: int, b: int) -> bool:
+    """a after b in sequence space (RFC 9293 section 3.4: comparisons modulo 2**32)."""
+    return 0 < (a - b) % MOD < _HALF
 
 
 def _lt(a: int, b: int) -> bool:
-    """a before b in sequence space (RFC 9293 3.4: comparisons are modulo 2**32)."""
-    return ((a - b) % MOD) >= (1 << 31)
+    return 0 < (b - a) % MOD < _HALF
 
 
-class _Flow:
-    """Per-direction state, named as in packet-tcp.c."""
+class Flow:
+    """One direction's state, named as in packet-tcp.c (``tcp_flow_t``)."""
+
+    __slots__ = ("base_seq", "base_set", "win_scale", "window", "nextseq", "nextseqtime",
+                 "lastack", "lastacktime", "dupacknum", "maxseqtobeacked", "lastflags",
+                 "seen")  # fmt: skip
 
     def __init__(self) -> None:
+        self.base_seq = 0
+        self.base_set = False
+        self.win_scale = -1  # -1 unknown (no SYN seen), -2 not used, else the shift
+        # Not 0: a flow not yet seen must not make its peer's 1-byte segments zero-window
+        # probes (packet-tcp.c initialises it to G_MAXUINT32 for that reason).
+        self.window = 0xFFFFFFFF
         self.nextseq = 0  # 0: nothing seen yet (as in Wireshark)
         self.nextseqtime = 0.0
         self.lastack = 0
         self.lastacktime = 0.0
         self.dupacknum = 0
-        self.window: int | None = None
+        self.maxseqtobeacked = 0
         self.lastflags: frozenset = frozenset()
-        self.scale = -1  # -1 unknown (no SYN seen), else the shift this side announced
+        self.seen = False
 
 
-def _window_scales(conn: Connection) -> dict[str, int]:
-    """The window shift each side uses: RFC 7323 2.2, only if both SYNs carried the option."""
-    syn = next((s for s in conn.segments if s.syn and not s.has_ack), None)
-    synack = next((s for s in conn.segments if s.syn and s.has_ack), None)
-    if syn is None or synack is None:
-        return {C2S: -1, S2C: -1}
-    a, b = syn.options.get("wscale"), synack.options.get("wscale")
-    if a is None or b is None:
-        return {C2S: 0, S2C: 0}
-    return {syn.direction: min(int(a), 14), synack.direction: min(int(b), 14)}
+_EMPTY: frozenset = frozenset()
+_frozen: dict[tuple, frozenset] = {}
 
 
-def analyse_tcp(conn: Connection) -> None:
-    """Flag each segment the way Wireshark's ``tcp.analysis.*`` fields do, and add SACK blocks.
+def _freeze(flags: list[str]) -> frozenset:
+    """One shared frozenset per combination: 200,000 segments, a handful of distinct sets."""
+    key = tuple(flags)
+    value = _frozen.get(key)
+    if value is None:
+        value = _frozen[key] = frozenset(flags)
+    return value
 
-    The rules, in Wireshark's order: lost segment (a gap), keep-alive, window update, duplicate
-    ACK (no data, same ACK number, same window, seq at the next expected byte); then, for a
-    segment carrying data, SYN or FIN whose sequence number does not advance: spurious
-    retransmission (already acknowledged), fast retransmission (at least two duplicate ACKs
-    asking for exactly this byte, less than 20 ms ago), out-of-order (within one RTT of the
-    highest segment, not ending where it does), otherwise retransmission.
-    """
-    scales = _window_scales(conn)
-    flows = {C2S: _Flow(), S2C: _Flow()}
-    first_rtt = 0.0
-    last_syn = None
-    bases: dict[str, int] = {}
-    for seg in conn.segments:
-        if seg.direction not in bases:
-            bases[seg.direction] = (seg.seq - seg.rel_seq) % MOD
-    out: list[Segment] = []
-    for seg in conn.segments:
-        fwd = flows[seg.direction]
-        rev = flows[S2C if seg.direction == C2S else C2S]
-        t, seq, ack, seglen = seg.time, seg.seq, seg.ack, seg.payload_len
-        control = seg.syn or seg.fin or seg.rst
-        shift = scales[seg.direction]
-        window = seg.window if seg.syn or shift < 0 else seg.window << shift
-        ta: set[str] = set()
-        dup_num = 0
-        if seg.syn and not seg.has_ack:
-            last_syn = t
-        elif seg.flags == "A" and not first_rtt and last_syn is not None:
-            first_rtt = t - last_syn  # Wireshark's ts_first_rtt: SYN to the handshake's ACK
-        skip_dup = False
-        if seglen == 1 and seq == fwd.nextseq and rev.window == 0:
-            ta.add("zero_window_probe")
-            skip_dup = True
-        if not skip_dup:
+
+class TCPTracker:
+    """The analysis state of one connection; feed it every segment in capture order."""
+
+    __slots__ = ("flows", "first_rtt", "last_syn")
+
+    def __init__(self) -> None:
+        self.flows = (Flow(), Flow())  # index 0: client -> server, 1: server -> client
+        self.first_rtt = 0.0
+        self.last_syn: float | None = None
+
+    def bases(self, d: int, seq: int, ack: int, bits: int) -> tuple[int, int]:
+        """Set the relative-number bases as Wireshark does; return (rel_seq, rel_ack)."""
+        fwd, rev = self.flows[d], self.flows[1 - d]
+        if not fwd.base_set:
+            # A side whose SYN was not captured counts from first seq - 1 (Wireshark bug 1542).
+            fwd.base_seq = seq if bits & _SYN else (seq - 1) % MOD
+            fwd.base_set = True
+        if bits & _ACK and not rev.base_set:
+            rev.base_seq, rev.base_set = (ack - 1) % MOD, True
+        rel_ack = (ack - rev.base_seq) % MOD if bits & _ACK else 0
+        return (seq - fwd.base_seq) % MOD, rel_ack
+
+    def window_scale(self, d: int, bits: int, wscale: int | None) -> int:
+        """Record a SYN's window-scale option; return the shift for this segment (-1: unknown)."""
+        fwd, rev = self.flows[d], self.flows[1 - d]
+        if bits & _SYN:
+            if wscale is not None:
+                fwd.win_scale = min(wscale, 14)  # RFC 7323 2.3: larger shifts mean 14
+            if fwd.win_scale == -1:  # this SYN has no option: nobody scales (verify_tcp_...)
+                fwd.win_scale = rev.win_scale = -2
+            elif bits & _ACK and rev.win_scale == -2:
+                fwd.win_scale = -2
+            return -2
+        return fwd.win_scale
+
+    def analyse(self, d: int, t: float, seq: int, ack: int, seglen: int, bits: int,
+                window: int, scale_known: bool) -> tuple[frozenset, int]:  # fmt: skip
+        """The tcp.analysis flags of one segment and its duplicate-ACK number.
+
+        Args:
+            d: 0 for client -> server, 1 for server -> client.
+            t: capture time in seconds; seq, ack: absolute numbers; seglen: payload bytes.
+            bits: the TCP flag bits; window: the window in bytes (scaled when known).
+            scale_known: the sender's window scale is known (``window_full`` needs it).
+        """
+        fwd, rev = self.flows[d], self.flows[1 - d]
+        syn, fin, rst = bits & _SYN, bits & _FIN, bits & _RST
+        control = bits & (_SYN | _FIN | _RST)
+        ta: list[str] = []
+        dup = 0
+        if syn and not bits & _ACK:
+            self.last_syn = t
+        elif bits == _ACK and not self.first_rtt and self.last_syn is not None:
+            self.first_rtt = t - self.last_syn  # ts_first_rtt: SYN to the handshake's ACK
+        nextseq_f = fwd.nextseq
+        probe = seglen == 1 and seq == nextseq_f and rev.window == 0
+        if probe:
+            ta.append("zero_window_probe")
+        else:
             if window == 0 and not control:
-                ta.add("zero_window")
-            if fwd.nextseq and _lt(fwd.nextseq, seq) and not seg.rst:
-                ta.add("lost_segment")
-            if seglen <= 1 and seq == (fwd.nextseq - 1) % MOD and not control:
-                ta.add("keep_alive")
-            same = seglen == 0 and seq == fwd.nextseq and ack == fwd.lastack and not control
+                ta.append("zero_window")
+            if nextseq_f and _gt(seq, nextseq_f) and not rst:
+                ta.append("lost_segment")
+            if seglen <= 1 and seq == (nextseq_f - 1) % MOD and not control:
+                ta.append("keep_alive")
+            same = not seglen and not control and seq == nextseq_f and ack == fwd.lastack
             if same and window and window != fwd.window:
-                ta.add("window_update")
-            if same and window and window == fwd.window:
-                if "keep_alive" in rev.lastflags:
-                    ta.add("keep_alive_ack")
-                else:
-                    fwd.dupacknum = 1 if fwd.dupacknum < 0 else fwd.dupacknum + 1
-                    ta.add("duplicate_ack")
-                    dup_num = fwd.dupacknum
+                ta.append("window_update")
+            if (seglen and not control and rev.win_scale != -1
+                    and (seq + seglen) % MOD == (rev.lastack + rev.window) % MOD):  # fmt: skip
+                ta.append("window_full")
+            if same and window and window == fwd.window and "keep_alive" in rev.lastflags:
+                ta.append("keep_alive_ack")
+            elif same and window == 0 and fwd.window == 0 and "zero_window_probe" in rev.lastflags:
+                ta.append("zero_window_probe_ack")
+            elif same and window and window == fwd.window:
+                fwd.dupacknum = 1 if fwd.dupacknum < 0 else fwd.dupacknum + 1
+                ta.append("duplicate_ack")
+                dup = fwd.dupacknum
         if ack != fwd.lastack:
             fwd.dupacknum = 0
-        if (seglen > 0 or seg.syn or seg.fin) and "keep_alive" not in ta:
-            not_advanced = bool(fwd.nextseq) and _lt(seq, fwd.nextseq)
-            if seglen > 1 and (fwd.nextseq - 1) % MOD == seq:
-                not_advanced = False
-            extra = 1 if (seg.syn or seg.fin) else 0
-            if seglen > 0 and rev.lastack and not _lt(rev.lastack, (seq + seglen) % MOD):
-                # Data already acknowledged; Wireshark shows it as a retransmission too.
-                ta.update(("spurious_retransmission", "retransmission"))
-            elif (
-                not_advanced
-                and rev.dupacknum >= 2
-                and rev.lastack == seq
-                and t - rev.lastacktime < 0.020
-            ):
-                # Wireshark shows a fast retransmission as a retransmission too.
-                ta.update(("fast_retransmission", "retransmission"))
-            elif (
-                not_advanced
-                and t - fwd.nextseqtime < (first_rtt or 0.003)
-                and fwd.nextseq != (seq + seglen + extra) % MOD
-            ):
-                ta.add("out_of_order")
+        if bits & _ACK and rev.maxseqtobeacked and _gt(ack, rev.maxseqtobeacked):
+            # Acknowledges bytes never captured; count a stalled run of them only once.
+            if _gt(rev.maxseqtobeacked, rev.nextseq):
+                rev.maxseqtobeacked = rev.nextseq
+                ta.append("ack_lost_segment")
+            else:
+                if rev.dupacknum == 0:
+                    ta.append("ack_lost_segment")
+                rev.dupacknum = -1
+        if (seglen or syn or fin) and "keep_alive" not in ta:
+            not_advanced = bool(nextseq_f) and _lt(seq, nextseq_f)
+            if seglen > 1 and (nextseq_f - 1) % MOD == seq:
+                not_advanced = False  # new data after a zero-window probe's byte
+            end = (seq + seglen) % MOD
+            if seglen and rev.lastack and not _gt(end, rev.lastack):
+                ta += ("spurious_retransmission", "retransmission")
+            elif (not_advanced and rev.dupacknum >= 2 and rev.lastack == seq
+                  and t - rev.lastacktime < _FAST_RTX_WINDOW):  # fmt: skip
+                ta += ("fast_retransmission", "retransmission")
+            elif (not_advanced and t - fwd.nextseqtime < (self.first_rtt or _DEFAULT_OOO)
+                  and nextseq_f != (end + (1 if syn or fin else 0)) % MOD):  # fmt: skip
+                ta.append("out_of_order")
             elif not_advanced:
-                ta.add("retransmission")
-        nextseq = (seq + seglen + (1 if (seg.syn or seg.fin) else 0)) % MOD
-        if (not fwd.nextseq or _lt(fwd.nextseq, nextseq)) and "zero_window_probe" not in ta:
+                ta.append("retransmission")
+        nextseq = (seq + seglen + (1 if syn or fin else 0)) % MOD
+        if (not nextseq_f or _gt(nextseq, nextseq_f)) and not probe:
             fwd.nextseq, fwd.nextseqtime = nextseq, t
+        if (seq == fwd.maxseqtobeacked or not fwd.maxseqtobeacked) and not probe:
+            fwd.maxseqtobeacked = fwd.nextseq
         fwd.window, fwd.lastack, fwd.lastacktime = window, ack, t
-        fwd.lastflags = frozenset(ta)
-        sack = ()
-        raw = seg.options.get("sack")
-        if raw:
-            peer = S2C if seg.direction == C2S else C2S
-            base = bases.get(peer, (ack - 1) % MOD)
-            edges = [(int(v) - base) % MOD for v in raw]
-            sack = tuple(zip(edges[0::2], edges[1::2], strict=False))
-        out.append(
-            replace(
-                seg,
-                analysis=frozenset(ta),
-                dup_ack_num=dup_num,
-                sack=sack,
-                scaled_window=window if shift >= 0 or seg.syn else None,
-            )
-        )
-    conn.segments = out
+        flags = _freeze(ta) if ta else _EMPTY
+        fwd.lastflags = flags
+        return flags, dup
