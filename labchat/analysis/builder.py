@@ -48,8 +48,9 @@ class Builder:
         if self._t0 is None:
             self._t0 = (frame.seconds, frame.fraction, frame.resolution)
         data = self.source.data
-        dec = decode_frame(data, frame.offset, frame.caplen, frame.wirelen, frame.linktype,
-                           self.skipped)  # fmt: skip
+        dec = decode_frame(
+            data, frame.offset, frame.caplen, frame.wirelen, frame.linktype, self.skipped
+        )
         if dec is None:
             return
         sec0, frac0, res0 = self._t0
@@ -97,8 +98,7 @@ class Builder:
         shift = tracker.window_scale(d, bits, wscale)
         rel_seq, rel_ack = tracker.bases(d, seq, ack, bits)
         window = dec.window << shift if shift >= 0 else dec.window
-        analysis, dup = tracker.analyse(d, t, seq, ack, dec.payload_len, bits, window,
-                                        shift != -1)  # fmt: skip
+        analysis, dup = tracker.analyse(d, t, seq, ack, dec.payload_len, bits, window, shift != -1)
         if reused:
             analysis = analysis | {"reused_ports"}
         sack: tuple = ()
@@ -140,5 +140,5 @@ class Builder:
                 self.source,
                 dec.tcp_offset,
                 dec.captured,
-            )  # fmt: skip
+            )
         )

@@ -19,8 +19,15 @@ class Capture:
     encapsulations, key-log problems, connections that could not be fully decoded).
     """
 
-    def __init__(self, path: Path, connections: list[Connection], warnings: list[str], *,
-                 packet_count: int = 0, source: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        connections: list[Connection],
+        warnings: list[str],
+        *,
+        packet_count: int = 0,
+        source: Any = None,
+    ) -> None:
         self.path = path
         self.warnings = warnings
         #: Frames in the file (every packet block, TCP or not: Wireshark's frame count).
@@ -80,8 +87,7 @@ class Capture:
                     "tls": (c.tls_info.version or "yes") if c.tls and c.tls_info else "",
                 }
             )
-        return Table(rows, ["stream", "client", "server", "segments", "handshake", "closed",
-                            "tls"])  # fmt: skip
+        return Table(rows, ["stream", "client", "server", "segments", "handshake", "closed", "tls"])
 
 
 def _endpoint(addr: tuple[str, int]) -> str:

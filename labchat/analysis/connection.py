@@ -77,8 +77,9 @@ class Connection:
 
     def handshake(self) -> Handshake | None:
         """The three-way handshake, or None when no SYN was captured."""
-        syn = next((s for s in self.segments if s.syn and not s.has_ack and s.direction == C2S),
-                   None)  # fmt: skip
+        syn = next(
+            (s for s in self.segments if s.syn and not s.has_ack and s.direction == C2S), None
+        )
         if syn is None:
             return None
         syn_ack = next(
@@ -170,8 +171,11 @@ class Connection:
         for s in self.segments:
             if s.direction == direction and s.seq_len > 0 and not s.rst:
                 sent.setdefault((s.seq + s.seq_len) % MOD, []).append(s)
-        ranges = [(s.seq, s.seq + s.seq_len) for s in self.segments
-                  if s.direction == direction and s.retransmission]  # fmt: skip
+        ranges = [
+            (s.seq, s.seq + s.seq_len)
+            for s in self.segments
+            if s.direction == direction and s.retransmission
+        ]
         out: list[RTTSample] = []
         used: set[int] = set()
         for a in self.segments:
@@ -182,8 +186,9 @@ class Connection:
                 continue
             used.add(a.ack)
             seg = copies[0]
-            if len(copies) > 1 or any(lo < seg.seq + seg.seq_len and seg.seq < hi
-                                      for lo, hi in ranges):  # fmt: skip
+            if len(copies) > 1 or any(
+                lo < seg.seq + seg.seq_len and seg.seq < hi for lo, hi in ranges
+            ):
                 continue  # Karn: ambiguous
             out.append(RTTSample(seg.index, a.index, seg.time, a.time))
         return out
@@ -195,8 +200,7 @@ class Connection:
         """
         samples = self.rtt_samples(direction)
         rows = []
-        for smp, est in zip(samples, estimate_rtt([x.rtt for x in samples], **kwargs),
-                            strict=True):  # fmt: skip
+        for smp, est in zip(samples, estimate_rtt([x.rtt for x in samples], **kwargs), strict=True):
             rows.append(
                 {
                     "time": round(smp.acked * 1000, 3),
@@ -358,5 +362,6 @@ class Connection:
                     end = s.time
                     break
         wire = sum(s.frame_len for s in data)
-        return Transfer(direction, data[0].time, end, len(data), payload, last - first, retrans,
-                        wire)  # fmt: skip
+        return Transfer(
+            direction, data[0].time, end, len(data), payload, last - first, retrans, wire
+        )

@@ -157,8 +157,11 @@ class Segment:
             }:
                 continue  # already said, more precisely
             if name in self.analysis:
-                out.append(f"dup ACK #{self.dup_ack_num}" if name == "duplicate_ack" else
-                           name.replace("_", " "))  # fmt: skip
+                out.append(
+                    f"dup ACK #{self.dup_ack_num}"
+                    if name == "duplicate_ack"
+                    else name.replace("_", " ")
+                )
         if self.sack:
             out.append("SACK " + " ".join(f"{a}-{b}" for a, b in self.sack))
         return out
@@ -204,9 +207,14 @@ class RTTSample:
 
 
 def estimate_rtt(
-    samples: Iterable[float], *, alpha: float = 1 / 8, beta: float = 1 / 4, k: int = 4,
-    granularity: float = 0.0, min_rto: float = 1.0,
-) -> list[dict[str, float]]:  # fmt: skip
+    samples: Iterable[float],
+    *,
+    alpha: float = 1 / 8,
+    beta: float = 1 / 4,
+    k: int = 4,
+    granularity: float = 0.0,
+    min_rto: float = 1.0,
+) -> list[dict[str, float]]:
     """The smoothed RTT, its variation and the RTO after each sample (RFC 6298 section 2).
 
     First sample R: SRTT = R, RTTVAR = R/2. Then, for each R' in order::

@@ -104,8 +104,9 @@ def _v6(raw: bytes) -> str:
     return name
 
 
-def decode_frame(data, off: int, caplen: int, wirelen: int, linktype: int,
-                 skipped: Skipped) -> Decoded | None:  # fmt: skip
+def decode_frame(
+    data, off: int, caplen: int, wirelen: int, linktype: int, skipped: Skipped
+) -> Decoded | None:
     """Find the TCP segment in one frame, or return None (counting why in ``skipped``).
 
     Args:
@@ -149,8 +150,9 @@ def _ethernet(data, off, end, wire_end, skipped, depth, tunnel) -> Decoded | Non
     if off + 14 > end:
         skipped.short += 1
         return None
-    return _ethertype(data, _U16(data, off + 12)[0], off + 14, end, wire_end, skipped, depth,
-                      tunnel)  # fmt: skip
+    return _ethertype(
+        data, _U16(data, off + 12)[0], off + 14, end, wire_end, skipped, depth, tunnel
+    )
 
 
 def _ethertype(data, etype, off, end, wire_end, skipped, depth, tunnel) -> Decoded | None:
@@ -285,6 +287,20 @@ def _tcp(data, off, stop, end, src, dst, from_frame, tunnel, skipped) -> Decoded
         return None
     captured = max(0, min(stop, end) - off - hlen)
     return Decoded(
-        src, dst, sport, dport, seq, ack, ((doff_byte & 0x0F) << 8) | flag_byte, window, hlen,
-        checksum, urgent, off, payload_len, captured, from_frame, tunnel,
-    )  # fmt: skip
+        src,
+        dst,
+        sport,
+        dport,
+        seq,
+        ack,
+        ((doff_byte & 0x0F) << 8) | flag_byte,
+        window,
+        hlen,
+        checksum,
+        urgent,
+        off,
+        payload_len,
+        captured,
+        from_frame,
+        tunnel,
+    )

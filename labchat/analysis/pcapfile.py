@@ -299,6 +299,12 @@ def _pcapng_frame(number, iface: _Interface, hi: int, lo: int, off, caplen, wire
     ticks = (hi << 32) | lo
     sec, frac = divmod(ticks, iface.resolution)
     return Frame(
-        number, sec + iface.offset_seconds, frac, iface.resolution, iface.linktype, off, caplen,
+        number,
+        sec + iface.offset_seconds,
+        frac,
+        iface.resolution,
+        iface.linktype,
+        off,
+        caplen,
         wirelen,
-    )  # fmt: skip
+    )

@@ -72,8 +72,7 @@ def reassemble(segments: Iterable[Segment], limit: int | None = None) -> Iterato
             # The peer acknowledged bytes we never delivered: the capture missed them.
             acked = _unwrap((seg.rel_ack - 1) % _MOD, peer.next)
             if acked > peer.next and peer.pending:
-                yield from _skip_to(peer, "s->c" if seg.direction == C2S else C2S, acked,
-                                    seg.index)  # fmt: skip
+                yield from _skip_to(peer, "s->c" if seg.direction == C2S else C2S, acked, seg.index)
         if not seg.payload_len:
             continue
         if limit is not None and d.next >= limit and all(x.next >= limit for x in dirs.values()):

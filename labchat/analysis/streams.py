@@ -113,8 +113,7 @@ def classify(segments: list[Segment], tls_port: bool) -> StreamKind:
     c, s = prefix[C2S], prefix[S2C]
     if _tls_at(c, 0) or _tls_at(s, 0):
         return StreamKind(True)
-    for name, finder in (("HTTP CONNECT", _http_connect), ("SOCKS5", _socks5),
-                         ("SOCKS4", _socks4)):  # fmt: skip
+    for name, finder in (("HTTP CONNECT", _http_connect), ("SOCKS5", _socks5), ("SOCKS4", _socks4)):
         found = finder(c, s)
         if found is not None and (_tls_at(c, found[0]) or _tls_at(s, found[1])):
             return StreamKind(True, name, ((C2S, found[0]), (S2C, found[1])))

@@ -35,19 +35,29 @@ def _client_finished(conn: Connection, msgs: list[TLSMessage]) -> int | None:
         hello = next((i for i, m in enumerate(msgs) if m.name == "ServerHello"), None)
         if hello is None:
             return None
-        opaque = [i for i, m in enumerate(msgs) if i > hello and m.direction == C2S
-                  and m.name == "ApplicationData" and not m.decrypted]  # fmt: skip
+        opaque = [
+            i
+            for i, m in enumerate(msgs)
+            if i > hello and m.direction == C2S and m.name == "ApplicationData" and not m.decrypted
+        ]
         want = _FINISHED_13.get(info.cipher_suite.rsplit("_", 1)[-1])
         sized = [i for i in opaque if msgs[i].record_length == want]
         # A record of exactly a Finished's size is the Finished; otherwise the client sent
         # its Finished first (no client certificate), so its first encrypted record.
         return sized[0] if sized else (opaque[0] if opaque else None)
-    ccs = next((i for i, m in enumerate(msgs) if m.direction == C2S
-                and m.name == "ChangeCipherSpec"), None)  # fmt: skip
+    ccs = next(
+        (i for i, m in enumerate(msgs) if m.direction == C2S and m.name == "ChangeCipherSpec"), None
+    )
     if ccs is None:
         return None
-    return next((i for i, m in enumerate(msgs) if i > ccs and m.direction == C2S
-                 and m.name == "EncryptedHandshake"), None)  # fmt: skip
+    return next(
+        (
+            i
+            for i, m in enumerate(msgs)
+            if i > ccs and m.direction == C2S and m.name == "EncryptedHandshake"
+        ),
+        None,
+    )
 
 
 def first_application_data(conn: Connection) -> TLSMessage | None:
@@ -65,8 +75,9 @@ def first_application_data(conn: Connection) -> TLSMessage | None:
     fin = _client_finished(conn, msgs)
     if fin is None:
         return None
-    return next((m for m in msgs[fin + 1 :] if m.direction == C2S
-                 and m.name == "ApplicationData"), None)  # fmt: skip
+    return next(
+        (m for m in msgs[fin + 1 :] if m.direction == C2S and m.name == "ApplicationData"), None
+    )
 
 
 def tls_round_trips(conn: Connection) -> int:

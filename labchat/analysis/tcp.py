@@ -32,8 +32,17 @@ MOD = 1 << 32
 _HALF = 1 << 31
 _SYN, _FIN, _RST, _PSH, _ACK, _URG, _ECE, _CWR, _NS = 2, 1, 4, 8, 16, 32, 64, 128, 256
 # Order as learners read them: S, F, R, P, A, then U, E, C, N -> "SA", "PA", "FA", "RA" ...
-_LETTERS = ((_SYN, "S"), (_FIN, "F"), (_RST, "R"), (_PSH, "P"), (_ACK, "A"), (_URG, "U"),
-            (_ECE, "E"), (_CWR, "C"), (_NS, "N"))  # fmt: skip
+_LETTERS = (
+    (_SYN, "S"),
+    (_FIN, "F"),
+    (_RST, "R"),
+    (_PSH, "P"),
+    (_ACK, "A"),
+    (_URG, "U"),
+    (_ECE, "E"),
+    (_CWR, "C"),
+    (_NS, "N"),
+)
 _letter_cache: dict[int, str] = {}
 # Out-of-order threshold without a handshake RTT: 3 ms (packet-tcp.c, ooo_thres).
 _DEFAULT_OOO = 0.003
@@ -61,9 +70,20 @@ def _lt(a: int, b: int) -> bool:
 class Flow:
     """One direction's state, named as in packet-tcp.c (``tcp_flow_t``)."""
 
-    __slots__ = ("base_seq", "base_set", "win_scale", "window", "nextseq", "nextseqtime",
-                 "lastack", "lastacktime", "dupacknum", "maxseqtobeacked", "lastflags",
-                 "seen")  # fmt: skip
+    __slots__ = (
+        "base_seq",
+        "base_set",
+        "win_scale",
+        "window",
+        "nextseq",
+        "nextseqtime",
+        "lastack",
+        "lastacktime",
+        "dupacknum",
+        "maxseqtobeacked",
+        "lastflags",
+        "seen",
+    )
 
     def __init__(self) -> None:
         self.base_seq = 0
@@ -130,8 +150,17 @@ class TCPTracker:
             return -2
         return fwd.win_scale
 
-    def analyse(self, d: int, t: float, seq: int, ack: int, seglen: int, bits: int,
-                window: int, scale_known: bool) -> tuple[frozenset, int]:  # fmt: skip
+    def analyse(
+        self,
+        d: int,
+        t: float,
+        seq: int,
+        ack: int,
+        seglen: int,
+        bits: int,
+        window: int,
+        scale_known: bool,
+    ) -> tuple[frozenset, int]:
         """The tcp.analysis flags of one segment and its duplicate-ACK number.
 
         Args:
@@ -163,8 +192,12 @@ class TCPTracker:
             same = not seglen and not control and seq == nextseq_f and ack == fwd.lastack
             if same and window and window != fwd.window:
                 ta.append("window_update")
-            if (seglen and not control and rev.win_scale != -1
-                    and (seq + seglen) % MOD == (rev.lastack + rev.window) % MOD):  # fmt: skip
+            if (
+                seglen
+                and not control
+                and rev.win_scale != -1
+                and (seq + seglen) % MOD == (rev.lastack + rev.window) % MOD
+            ):
                 ta.append("window_full")
             if same and window and window == fwd.window and "keep_alive" in rev.lastflags:
                 ta.append("keep_alive_ack")
@@ -177,8 +210,9 @@ class TCPTracker:
         if ack != fwd.lastack:
             fwd.dupacknum = 0
         if bits & _ACK and rev.maxseqtobeacked and _gt(ack, rev.maxseqtobeacked):
-            # Acknowledges bytes never captured; count a stalled run of them only once.
-            if _gt(rev.maxseqtobeacked, rev.nextseq):
+            # Acknowledges bytes never captured. Flagged once per run of such ACKs: again only
+            # after the peer sent more, or after one of the peer's ACKs moved (as tshark 4.0).
+            if _lt(rev.maxseqtobeacked, rev.nextseq):
                 rev.maxseqtobeacked = rev.nextseq
                 ta.append("ack_lost_segment")
             else:
@@ -192,11 +226,18 @@ class TCPTracker:
             end = (seq + seglen) % MOD
             if seglen and rev.lastack and not _gt(end, rev.lastack):
                 ta += ("spurious_retransmission", "retransmission")
-            elif (not_advanced and rev.dupacknum >= 2 and rev.lastack == seq
-                  and t - rev.lastacktime < _FAST_RTX_WINDOW):  # fmt: skip
+            elif (
+                not_advanced
+                and rev.dupacknum >= 2
+                and rev.lastack == seq
+                and t - rev.lastacktime < _FAST_RTX_WINDOW
+            ):
                 ta += ("fast_retransmission", "retransmission")
-            elif (not_advanced and t - fwd.nextseqtime < (self.first_rtt or _DEFAULT_OOO)
-                  and nextseq_f != (end + (1 if syn or fin else 0)) % MOD):  # fmt: skip
+            elif (
+                not_advanced
+                and t - fwd.nextseqtime < (self.first_rtt or _DEFAULT_OOO)
+                and nextseq_f != (end + (1 if syn or fin else 0)) % MOD
+            ):
                 ta.append("out_of_order")
             elif not_advanced:
                 ta.append("retransmission")

@@ -14,11 +14,25 @@ from typing import Any
 __all__ = ["decode_options", "options_dict", "sack_edges"]
 
 _NAMES = {
-    0: "EOL", 1: "NOP", 2: "MSS", 3: "WScale", 4: "SAckOK", 5: "SAck", 8: "Timestamp",
-    28: "UTO", 29: "AO", 30: "MPTCP", 34: "TFO",
-}  # fmt: skip
-_DICT_KEYS = {"MSS": "mss", "WScale": "wscale", "SAckOK": "sack_perm", "Timestamp": "timestamps",
-              "SAck": "sack"}  # fmt: skip
+    0: "EOL",
+    1: "NOP",
+    2: "MSS",
+    3: "WScale",
+    4: "SAckOK",
+    5: "SAck",
+    8: "Timestamp",
+    28: "UTO",
+    29: "AO",
+    30: "MPTCP",
+    34: "TFO",
+}
+_DICT_KEYS = {
+    "MSS": "mss",
+    "WScale": "wscale",
+    "SAckOK": "sack_perm",
+    "Timestamp": "timestamps",
+    "SAck": "sack",
+}
 
 
 def decode_options(raw: bytes) -> list[tuple[str, Any]]:

@@ -75,8 +75,11 @@ def suite(code: int) -> Suite | None:
             return Suite(code, name, "aes", "ccm", key_len, prf, "", tls13)
         if rest.startswith("CBC_"):
             mac = rest[4:].lower()
-            return Suite(code, name, "aes", "cbc", key_len, prf, mac, tls13) if mac in _MAC_LEN \
-                else None  # fmt: skip
+            return (
+                Suite(code, name, "aes", "cbc", key_len, prf, mac, tls13)
+                if mac in _MAC_LEN
+                else None
+            )
         return None
     if body.startswith("CHACHA20_POLY1305"):
         return Suite(code, name, "chacha20", "poly1305", 32, "sha256" if tls13 else prf, "", tls13)
@@ -240,8 +243,9 @@ def tls13_next(s: Suite, secret: bytes) -> bytes:
     return _hkdf_expand_label(secret, "traffic upd", hashlib.new(s.hash).digest_size, s.hash)
 
 
-def tls12_keys(s: Suite, version: int, master: bytes, client_random: bytes,
-               server_random: bytes, etm: bool) -> tuple[RecordKeys, RecordKeys]:  # fmt: skip
+def tls12_keys(
+    s: Suite, version: int, master: bytes, client_random: bytes, server_random: bytes, etm: bool
+) -> tuple[RecordKeys, RecordKeys]:
     """(client write keys, server write keys) for TLS 1.0-1.2 (RFC 5246 section 6.3)."""
     mac_len = _MAC_LEN[s.mac] if s.mac else 0
     if s.mode == "cbc":

@@ -14,17 +14,19 @@ from pathlib import Path
 
 __all__ = ["KeyLog", "LABELS"]
 
-LABELS = frozenset({
-    "CLIENT_RANDOM",  # TLS 1.2 and older: the master secret
-    "CLIENT_EARLY_TRAFFIC_SECRET",
-    "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
-    "SERVER_HANDSHAKE_TRAFFIC_SECRET",
-    "CLIENT_TRAFFIC_SECRET_0",
-    "SERVER_TRAFFIC_SECRET_0",
-    "EARLY_EXPORTER_SECRET",
-    "EXPORTER_SECRET",
-    "RSA",  # pre-master secret by encrypted pre-master: valid, not used here
-})  # fmt: skip
+LABELS = frozenset(
+    {
+        "CLIENT_RANDOM",  # TLS 1.2 and older: the master secret
+        "CLIENT_EARLY_TRAFFIC_SECRET",
+        "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        "CLIENT_TRAFFIC_SECRET_0",
+        "SERVER_TRAFFIC_SECRET_0",
+        "EARLY_EXPORTER_SECRET",
+        "EXPORTER_SECRET",
+        "RSA",  # pre-master secret by encrypted pre-master: valid, not used here
+    }
+)
 _MAX_REPORTED = 3
 
 

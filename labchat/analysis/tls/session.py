@@ -27,10 +27,20 @@ from .registry import ALERTS, CIPHER_SUITES, HANDSHAKE_TYPES
 
 __all__ = ["RECORD_TYPES", "TLSDecoder", "looks_like_record"]
 
-RECORD_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data",
-                24: "heartbeat"}  # fmt: skip
-_OPAQUE_NAMES = {20: "ChangeCipherSpec", 21: "Alert", 22: "EncryptedHandshake",
-                 23: "ApplicationData", 24: "Heartbeat"}  # fmt: skip
+RECORD_TYPES = {
+    20: "change_cipher_spec",
+    21: "alert",
+    22: "handshake",
+    23: "application_data",
+    24: "heartbeat",
+}
+_OPAQUE_NAMES = {
+    20: "ChangeCipherSpec",
+    21: "Alert",
+    22: "EncryptedHandshake",
+    23: "ApplicationData",
+    24: "Heartbeat",
+}
 # TLSCiphertext.length may exceed 2^14 by up to 2048 (RFC 5246 6.2.3); anything longer is
 # not a TLS record.
 _MAX_RECORD = (1 << 14) + 2048
@@ -39,6 +49,22 @@ _TLS13_SUITES = (0x1301, 0x1302, 0x1303)
 _SUITE_CODES = {name: code for code, name in CIPHER_SUITES.items()}
 _RESYNC_WINDOW = 64 * 1024  # how far to look for the next record header after a gap
 _GAP_TRIES = 64  # record numbers tried after a gap (records lost with the missing bytes)
+
+
+def _plaintext(ctype: int, body: bytes, partial: bool = False) -> bool:
+    """Whether a handshake or alert record's body parses as cleartext messages.
+
+    Args:
+        partial: the last handshake message may go on in the next record.
+    """
+    if ctype == 21:
+        return len(body) == 2 and body[0] in _ALERT_LEVELS
+    pos = 0
+    while pos + 4 <= len(body):
+        if body[pos] not in HANDSHAKE_TYPES:
+            return False
+        pos += 4 + int.from_bytes(body[pos + 1 : pos + 4], "big")
+    return pos == len(body) or (partial and pos > len(body))
 
 
 def looks_like_record(data: bytes, pos: int = 0) -> bool:
@@ -71,8 +97,13 @@ class _Side:
 class TLSDecoder:
     """Feed it one connection's chunks in capture order; read ``info`` at the end."""
 
-    def __init__(self, segments: list[Segment], keylog: KeyLog | None, warnings: list[str],
-                 start: dict[str, int] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        segments: list[Segment],
+        keylog: KeyLog | None,
+        warnings: list[str],
+        start: dict[str, int] | None = None,
+    ) -> None:
         self.segments = segments
         self.keylog = keylog
         self.warnings = warnings
@@ -161,6 +192,13 @@ class TLSDecoder:
             opened = self._decrypt(side, ctype, version, header, body)
             if opened is not None:
                 inner, plain = opened
+            elif ctype in (21, 22) and _plaintext(ctype, body):
+                # Handshake or alert bytes that parse exactly are not ciphertext: a TLS 1.3
+                # client's second ClientHello after its compatibility ChangeCipherSpec,
+                # when the HelloRetryRequest that explains it was not captured.
+                encrypted = False
+        elif ctype in (21, 22) and not side.hs and not _plaintext(ctype, body, partial=True):
+            encrypted = True  # mid-stream capture: ciphertext after a CCS we never saw
         self.info.records.append(
             TLSRecord(
                 side.name,
@@ -172,7 +210,7 @@ class TLSDecoder:
                 len(body),
                 encrypted,
                 inner,
-            )  # fmt: skip
+            )
         )
         rtype = RECORD_TYPES.get(ctype, str(ctype))
         if not encrypted:
@@ -190,8 +228,9 @@ class TLSDecoder:
             if side.current >= len(side.stages) and side.app_secret and self.suite_code:
                 self._key_update(side)
 
-    def _decrypt(self, side: _Side, ctype: int, version: int, header: bytes,
-                 body: bytes) -> tuple[int, bytes] | None:  # fmt: skip
+    def _decrypt(
+        self, side: _Side, ctype: int, version: int, header: bytes, body: bytes
+    ) -> tuple[int, bytes] | None:
         if self.tls13 or not self.suite_code:
             candidates = side.stages[side.current : side.current + 3]
         else:
@@ -217,8 +256,16 @@ class TLSDecoder:
 
     # ---- content -------------------------------------------------------------------------
 
-    def _content(self, side: _Side, ctype: int, data: bytes, seg: Segment, rtype: str,
-                 length: int, decrypted: bool) -> None:  # fmt: skip
+    def _content(
+        self,
+        side: _Side,
+        ctype: int,
+        data: bytes,
+        seg: Segment,
+        rtype: str,
+        length: int,
+        decrypted: bool,
+    ) -> None:
         if ctype == 22:
             if side.hs and side.hs_decrypted != decrypted:
                 side.hs.clear()
@@ -237,13 +284,23 @@ class TLSDecoder:
         elif ctype == 20:
             self._emit(side, seg, rtype, "ChangeCipherSpec", {}, decrypted, decrypted, length)
         elif ctype == 23:
-            self._emit(side, seg, rtype, "ApplicationData", {}, True, decrypted, length,
-                       data if decrypted else b"")  # fmt: skip
+            self._emit(
+                side,
+                seg,
+                rtype,
+                "ApplicationData",
+                {},
+                True,
+                decrypted,
+                length,
+                data if decrypted else b"",
+            )
         elif ctype == 24:
             self._emit(side, seg, rtype, "Heartbeat", {}, decrypted, decrypted, length)
 
-    def _handshake_messages(self, side: _Side, seg: Segment, rtype: str, length: int,
-                            decrypted: bool) -> None:  # fmt: skip
+    def _handshake_messages(
+        self, side: _Side, seg: Segment, rtype: str, length: int, decrypted: bool
+    ) -> None:
         hs = side.hs
         while len(hs) >= 4:
             size = int.from_bytes(hs[1:4], "big")
@@ -253,8 +310,16 @@ class TLSDecoder:
             del hs[: 4 + size]
             self._handshake(side, mtype, body, seg, rtype, length, decrypted)
 
-    def _handshake(self, side: _Side, mtype: int, body: bytes, seg: Segment, rtype: str,
-                   length: int, decrypted: bool) -> None:  # fmt: skip
+    def _handshake(
+        self,
+        side: _Side,
+        mtype: int,
+        body: bytes,
+        seg: Segment,
+        rtype: str,
+        length: int,
+        decrypted: bool,
+    ) -> None:
         name = HANDSHAKE_TYPES.get(mtype, f"HandshakeType{mtype}")
         fields: dict = {}
         try:
@@ -273,9 +338,18 @@ class TLSDecoder:
             side.switch = True
         self._emit(side, seg, rtype, name, fields, decrypted, decrypted, length)
 
-    def _emit(self, side: _Side, seg: Segment, rtype: str, name: str, fields: dict,
-              encrypted: bool, decrypted: bool, length: int,
-              data: bytes = b"") -> None:  # fmt: skip
+    def _emit(
+        self,
+        side: _Side,
+        seg: Segment,
+        rtype: str,
+        name: str,
+        fields: dict,
+        encrypted: bool,
+        decrypted: bool,
+        length: int,
+        data: bytes = b"",
+    ) -> None:
         self.info.messages.append(
             TLSMessage(
                 time=seg.time,
@@ -289,7 +363,7 @@ class TLSDecoder:
                 data=data,
                 frame=seg.frame,
                 record_length=length,
-            )  # fmt: skip
+            )
         )
 
     # ---- negotiation and keys ------------------------------------------------------------
@@ -331,8 +405,9 @@ class TLSDecoder:
         self.tls13 = info.version == "TLS 1.3"
         self.etm = bool(fields.get("encrypt_then_mac"))
         sid = bytes.fromhex(fields.get("session_id", ""))
-        info.resumed = ("pre_shared_key" in fields) if self.tls13 else bool(
-            sid and sid == self.session_id)  # fmt: skip
+        info.resumed = (
+            ("pre_shared_key" in fields) if self.tls13 else bool(sid and sid == self.session_id)
+        )
         s = suite(self.suite_code)
         if not self.secrets or s is None:
             if self.secrets and s is None:
@@ -342,14 +417,18 @@ class TLSDecoder:
         if self.tls13:
             if not s.tls13:
                 return
-            used_early = client.stages[client.current : client.current + 1] if client.stages \
-                and client.current < len(client.stages) and client.stages[client.current].seq \
-                else []  # fmt: skip
+            used_early = (
+                client.stages[client.current : client.current + 1]
+                if client.stages
+                and client.current < len(client.stages)
+                and client.stages[client.current].seq
+                else []
+            )
             client.stages, client.current = list(used_early), 0
-            for side, hs_label, app_label in ((client, "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
-                                               "CLIENT_TRAFFIC_SECRET_0"),
-                                              (server, "SERVER_HANDSHAKE_TRAFFIC_SECRET",
-                                               "SERVER_TRAFFIC_SECRET_0")):  # fmt: skip
+            for side, hs_label, app_label in (
+                (client, "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0"),
+                (server, "SERVER_HANDSHAKE_TRAFFIC_SECRET", "SERVER_TRAFFIC_SECRET_0"),
+            ):
                 if hs_label in self.secrets:
                     side.stages.append(tls13_keys(s, self.secrets[hs_label]))
                 if app_label in self.secrets:
@@ -361,8 +440,9 @@ class TLSDecoder:
             return
         version = struct.unpack("!H", ext.get(43, b""))[0] if len(ext.get(43, b"")) == 2 else 0
         version = version or {"TLS 1.0": 0x0301, "TLS 1.1": 0x0302}.get(info.version, 0x0303)
-        ckeys, skeys = tls12_keys(s, version, master, self.client_random,
-                                  bytes.fromhex(info.server_random), self.etm)  # fmt: skip
+        ckeys, skeys = tls12_keys(
+            s, version, master, self.client_random, bytes.fromhex(info.server_random), self.etm
+        )
         client.keys, server.keys = ckeys, skeys
 
     def _key_update(self, side: _Side) -> None:
