@@ -23,12 +23,15 @@ _SYN, _ACK = 0x02, 0x10
 class _Entry:
     """A connection being built: the facts object plus the analysis state behind it."""
 
-    __slots__ = ("conn", "tracker", "client")
+    __slots__ = ("conn", "tracker", "client", "directions", "ports")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.tracker = TCPTracker()
         self.client = conn.client
+        self.directions = (C2S, S2C)
+        # The (source, destination) ports of each direction, shared by its segments.
+        self.ports = ((conn.client[1], conn.server[1]), (conn.server[1], conn.client[1]))
 
 
 class Builder:
@@ -42,24 +45,90 @@ class Builder:
         self.truncated = 0
         self._by_key: dict[tuple, _Entry] = {}
         self._t0: tuple[int, int, int] | None = None
+        self._ints: dict[int, int] = {}
 
     def add(self, frame: Frame) -> None:
         """Add one frame (ignored unless it holds a TCP segment)."""
+        number, seconds, fraction, resolution, linktype, offset, caplen, wirelen = frame
         if self._t0 is None:
-            self._t0 = (frame.seconds, frame.fraction, frame.resolution)
+            self._t0 = (seconds, fraction, resolution)
         data = self.source.data
-        dec = decode_frame(
-            data, frame.offset, frame.caplen, frame.wirelen, frame.linktype, self.skipped
-        )
+        dec = decode_frame(data, offset, caplen, wirelen, linktype, self.skipped)
         if dec is None:
             return
         sec0, frac0, res0 = self._t0
-        t = (frame.seconds - sec0) + (frame.fraction / frame.resolution - frac0 / res0)
-        self._segment(frame, dec, t)
+        t = (seconds - sec0) + (fraction / resolution - frac0 / res0)
+        (src, dst, sport, dport, seq, ack, bits, raw_window, hlen, checksum, urgent, toff,
+         plen, captured, from_frame, tunnel) = dec  # fmt: skip
+        entry = self._by_key.get((src, sport, dst, dport))
+        reused = False
+        if entry is None or bits & 0x12 == _SYN:
+            entry, reused = self._entry(dec)
+        d = 0 if sport == entry.client[1] and src == entry.client[0] else 1
+        opts = b""
+        wscale = None
+        sack: tuple = ()
+        if hlen > 20:
+            start = toff + 20
+            # The usual layout, NOP NOP timestamps, holds no SACK: skip reading it.
+            if bits & _SYN or not (hlen == 32 and data[start + 2] == 8 and data[start] == 1):
+                opts = bytes(data[start : min(start + hlen - 20, offset + caplen)])
+                if bits & _SYN:
+                    wscale = options_dict(opts).get("wscale")
+        tracker = entry.tracker
+        rel_seq, rel_ack, scaled, analysis, dup = tracker.segment(
+            d, t, seq, ack, plen, bits, raw_window, wscale
+        )
+        if reused:
+            analysis = analysis | {"reused_ports"}
+        if opts and bits & _ACK:
+            edges = sack_edges(opts)
+            if edges:
+                base = tracker.flows[1 - d].base_seq
+                rel = [(e - base) % MOD for e in edges]
+                sack = tuple(zip(rel[0::2], rel[1::2], strict=False))
+        truncated = captured < plen
+        if truncated:
+            self.truncated += 1
+        if from_frame:
+            self.tso += 1
+        ints = self._ints  # share the int objects that repeat (lengths, windows)
+        segs = entry.conn.segments
+        segs.append(
+            Segment(
+                len(segs),
+                t,
+                entry.directions[d],
+                flag_letters(bits & 0x1FF),
+                seq,
+                ack,
+                rel_seq,
+                rel_ack,
+                ints.setdefault(plen, plen),
+                ints.setdefault(raw_window, raw_window),
+                number,
+                truncated,
+                analysis,
+                dup,
+                sack,
+                None if scaled is None else ints.setdefault(scaled, scaled),
+                from_frame,
+                ints.setdefault(wirelen, wirelen),
+                hlen,
+                bits,
+                checksum,
+                urgent,
+                entry.ports[d],
+                self.source,
+                toff,
+                ints.setdefault(captured, captured),
+            )
+        )
 
     def _entry(self, dec: Decoded) -> tuple[_Entry, bool]:
+        """The connection of a segment that is new, or a SYN (maybe a reused 4-tuple)."""
         src, dst = (dec.src, dec.sport), (dec.dst, dec.dport)
-        key = (src, dst)
+        key = (dec.src, dec.sport, dec.dst, dec.dport)
         entry = self._by_key.get(key)
         bits = dec.flags
         reused = False
@@ -83,62 +152,5 @@ class Builder:
                 conn.warnings.append("a new connection on the 4-tuple of an earlier one")
             entry = _Entry(conn)
             self.connections.append(conn)
-            self._by_key[key] = self._by_key[(dst, src)] = entry
+            self._by_key[key] = self._by_key[(dec.dst, dec.dport, dec.src, dec.sport)] = entry
         return entry, reused
-
-    def _segment(self, frame: Frame, dec: Decoded, t: float) -> None:
-        entry, reused = self._entry(dec)
-        conn, tracker = entry.conn, entry.tracker
-        d = 0 if (dec.src, dec.sport) == entry.client else 1
-        bits, seq, ack = dec.flags, dec.seq, dec.ack
-        start = dec.tcp_offset + 20
-        stop = min(dec.tcp_offset + dec.header_len, frame.offset + frame.caplen)
-        opts = bytes(self.source.data[start:stop]) if stop > start else b""
-        wscale = options_dict(opts).get("wscale") if bits & _SYN and opts else None
-        shift = tracker.window_scale(d, bits, wscale)
-        rel_seq, rel_ack = tracker.bases(d, seq, ack, bits)
-        window = dec.window << shift if shift >= 0 else dec.window
-        analysis, dup = tracker.analyse(d, t, seq, ack, dec.payload_len, bits, window, shift != -1)
-        if reused:
-            analysis = analysis | {"reused_ports"}
-        sack: tuple = ()
-        if bits & _ACK and len(opts) >= 10:
-            edges = sack_edges(opts)
-            if edges:
-                base = tracker.flows[1 - d].base_seq
-                rel = [(e - base) % MOD for e in edges]
-                sack = tuple(zip(rel[0::2], rel[1::2], strict=False))
-        truncated = dec.captured < dec.payload_len
-        self.truncated += truncated
-        self.tso += dec.length_from_frame
-        conn.segments.append(
-            Segment(
-                len(conn.segments),
-                t,
-                C2S if d == 0 else S2C,
-                flag_letters(bits & 0x1FF),
-                seq,
-                ack,
-                rel_seq,
-                rel_ack,
-                dec.payload_len,
-                dec.window,
-                frame.number,
-                truncated,
-                analysis,
-                dup,
-                sack,
-                window if shift != -1 else None,
-                dec.length_from_frame,
-                frame.wirelen,
-                dec.header_len,
-                bits,
-                dec.checksum,
-                dec.urgent,
-                (dec.sport, dec.dport),
-                opts,
-                self.source,
-                dec.tcp_offset,
-                dec.captured,
-            )
-        )

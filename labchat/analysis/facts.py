@@ -25,7 +25,7 @@ S2C = "s->c"
 MOD = 1 << 32
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Segment:
     """One captured TCP segment of a connection.
 
@@ -36,7 +36,8 @@ class Segment:
     length was 0 (TCP segmentation offload) it comes from the frame (``length_from_frame``).
 
     The payload and the options are read from the capture file when asked for, so a segment
-    costs a few hundred bytes however large its payload.
+    costs a few hundred bytes however large its payload. Segments are facts: treat them as
+    read-only (``dataclasses.replace`` makes a changed copy).
     """
 
     index: int
@@ -72,17 +73,26 @@ class Segment:
     frame_len: int = field(default=0, repr=False, compare=False)
     #: TCP header fields for the header diagram: data offset (bytes), the 12 bits after it
     #: (4 reserved, RFC 9293 section 3.1, then CWR ... FIN),
-    #: checksum, urgent pointer, ports (source, destination) and the raw option bytes.
+    #: checksum, urgent pointer and ports (source, destination).
     header_len: int = field(default=20, repr=False, compare=False)
     flag_bits: int = field(default=0, repr=False, compare=False)
     checksum: int = field(default=0, repr=False, compare=False)
     urgent: int = field(default=0, repr=False, compare=False)
     ports: tuple = field(default=(0, 0), repr=False, compare=False)
-    option_bytes: bytes = field(default=b"", repr=False, compare=False)
     #: Where the bytes are: the capture's Source and the TCP header's offset in it.
     source: Any = field(default=None, repr=False, compare=False)
     tcp_offset: int = field(default=0, repr=False, compare=False)
     captured: int = field(default=0, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        return hash((self.frame, self.index, self.seq, self.direction))
+
+    @property
+    def option_bytes(self) -> bytes:
+        """The raw TCP options (as captured; fewer when the snaplen cut the header)."""
+        if self.source is None or self.header_len <= 20:
+            return b""
+        return self.source.read(self.tcp_offset + 20, self.header_len - 20)
 
     @property
     def payload(self) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["Decoded", "Skipped", "decode_frame"]
 
@@ -50,8 +51,7 @@ _IPV6_HDR = struct.Struct("!IHBB16s16s").unpack_from
 _TCP_HDR = struct.Struct("!HHIIBBHHH").unpack_from
 
 
-@dataclass(slots=True)
-class Decoded:
+class Decoded(NamedTuple):
     """The TCP segment found in a frame (addresses as text, offsets into the Source)."""
 
     src: str
@@ -121,6 +121,8 @@ def decode_frame(
     wire_end = off + wirelen
     try:
         if linktype == _ETHERNET:
+            if data[off + 12] == 8 and data[off + 13] == 0 and off + 54 <= end:
+                return _ipv4_fast(data, off + 14, end, wire_end, skipped)
             return _ethernet(data, off, end, wire_end, skipped, 0, "")
         if linktype in _RAW_TYPES:
             return _ip(data, off, end, wire_end, skipped, 0, "")
@@ -144,6 +146,14 @@ def decode_frame(
         return None
     skipped.add(f"link type {linktype}")
     return None
+
+
+def _ipv4_fast(data, off, end, wire_end, skipped) -> Decoded | None:
+    """Ethernet + IPv4 (no options, not a fragment) + TCP, the common case, in one step."""
+    vihl, _tos, total, _id, frag, _ttl, proto, _sum, src, dst = _IPV4_HDR(data, off)
+    if vihl != 0x45 or proto != 6 or frag & 0x3FFF or total == 0:
+        return _ip(data, off, end, wire_end, skipped, 0, "")
+    return _tcp(data, off + 20, off + total, end, _v4(src), _v4(dst), False, "", skipped)
 
 
 def _ethernet(data, off, end, wire_end, skipped, depth, tunnel) -> Decoded | None:

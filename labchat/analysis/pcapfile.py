@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import AnalysisError
 
@@ -46,8 +47,7 @@ _TLS_KEY_LOG = 0x544C534B  # "TLSK": the DSB secrets type of an NSS key log
 _BYTE_ORDER_MAGIC = 0x1A2B3C4D
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """One captured packet: where its bytes are, how long it was, when, and its link type."""
 
     number: int

@@ -75,8 +75,10 @@ def reassemble(segments: Iterable[Segment], limit: int | None = None) -> Iterato
                 yield from _skip_to(peer, "s->c" if seg.direction == C2S else C2S, acked, seg.index)
         if not seg.payload_len:
             continue
-        if limit is not None and d.next >= limit and all(x.next >= limit for x in dirs.values()):
-            return
+        if limit is not None and d.started and d.next >= limit:
+            if all(x.started and x.next >= limit for x in dirs.values()):
+                return
+            continue  # enough of this direction: do not even read its bytes
         data = seg.payload
         start_rel = (seg.rel_seq + (1 if seg.syn else 0) - 1) % _MOD
         start = _unwrap(start_rel, d.next) if d.started else start_rel

@@ -125,32 +125,7 @@ class TCPTracker:
         self.first_rtt = 0.0
         self.last_syn: float | None = None
 
-    def bases(self, d: int, seq: int, ack: int, bits: int) -> tuple[int, int]:
-        """Set the relative-number bases as Wireshark does; return (rel_seq, rel_ack)."""
-        fwd, rev = self.flows[d], self.flows[1 - d]
-        if not fwd.base_set:
-            # A side whose SYN was not captured counts from first seq - 1 (Wireshark bug 1542).
-            fwd.base_seq = seq if bits & _SYN else (seq - 1) % MOD
-            fwd.base_set = True
-        if bits & _ACK and not rev.base_set:
-            rev.base_seq, rev.base_set = (ack - 1) % MOD, True
-        rel_ack = (ack - rev.base_seq) % MOD if bits & _ACK else 0
-        return (seq - fwd.base_seq) % MOD, rel_ack
-
-    def window_scale(self, d: int, bits: int, wscale: int | None) -> int:
-        """Record a SYN's window-scale option; return the shift for this segment (-1: unknown)."""
-        fwd, rev = self.flows[d], self.flows[1 - d]
-        if bits & _SYN:
-            if wscale is not None:
-                fwd.win_scale = min(wscale, 14)  # RFC 7323 2.3: larger shifts mean 14
-            if fwd.win_scale == -1:  # this SYN has no option: nobody scales (verify_tcp_...)
-                fwd.win_scale = rev.win_scale = -2
-            elif bits & _ACK and rev.win_scale == -2:
-                fwd.win_scale = -2
-            return -2
-        return fwd.win_scale
-
-    def analyse(
+    def segment(
         self,
         d: int,
         t: float,
@@ -158,18 +133,59 @@ class TCPTracker:
         ack: int,
         seglen: int,
         bits: int,
-        window: int,
-        scale_known: bool,
-    ) -> tuple[frozenset, int]:
-        """The tcp.analysis flags of one segment and its duplicate-ACK number.
+        raw_window: int,
+        wscale: int | None,
+    ) -> tuple[int, int, int | None, frozenset, int]:
+        """Take one segment: (rel_seq, rel_ack, window in bytes or None, flags, dup-ACK number).
 
         Args:
             d: 0 for client -> server, 1 for server -> client.
             t: capture time in seconds; seq, ack: absolute numbers; seglen: payload bytes.
-            bits: the TCP flag bits; window: the window in bytes (scaled when known).
-            scale_known: the sender's window scale is known (``window_full`` needs it).
+            bits: the TCP flag bits; raw_window: the window field as sent.
+            wscale: a SYN's window-scale option (None: not there, or not a SYN).
+
+        The window in bytes is None while the sender's scale is unknown (no SYN seen).
         """
         fwd, rev = self.flows[d], self.flows[1 - d]
+        # Relative numbers: a side whose SYN was not captured counts from first seq - 1
+        # (Wireshark bug 1542); the peer's base comes from the first ACK when needed.
+        if not fwd.base_set:
+            fwd.base_seq = seq if bits & _SYN else (seq - 1) % MOD
+            fwd.base_set = True
+        if bits & _ACK:
+            if not rev.base_set:
+                rev.base_seq, rev.base_set = (ack - 1) % MOD, True
+            rel_ack = (ack - rev.base_seq) % MOD
+        else:
+            rel_ack = 0
+        # Window scale (RFC 7323 2.2; packet-tcp.c verify_tcp_window_scaling): the SYNs say.
+        if bits & _SYN:
+            if wscale is not None:
+                fwd.win_scale = min(wscale, 14)  # RFC 7323 2.3: larger shifts mean 14
+            if fwd.win_scale == -1:  # this SYN has no option: nobody scales
+                fwd.win_scale = rev.win_scale = -2
+            elif bits & _ACK and rev.win_scale == -2:
+                fwd.win_scale = -2
+            window, scaled = raw_window, raw_window
+        else:
+            shift = fwd.win_scale
+            window = raw_window << shift if shift > 0 else raw_window
+            scaled = None if shift == -1 else window
+        flags, dup = self._analyse(fwd, rev, t, seq, ack, seglen, bits, window)
+        return (seq - fwd.base_seq) % MOD, rel_ack, scaled, flags, dup
+
+    def _analyse(
+        self,
+        fwd: Flow,
+        rev: Flow,
+        t: float,
+        seq: int,
+        ack: int,
+        seglen: int,
+        bits: int,
+        window: int,
+    ) -> tuple[frozenset, int]:
+        """The tcp.analysis flags of one segment (see the module docstring)."""
         syn, fin, rst = bits & _SYN, bits & _FIN, bits & _RST
         control = bits & (_SYN | _FIN | _RST)
         ta: list[str] = []
