@@ -289,7 +289,7 @@ def test_cmd_inspect_prints_facts_and_writes_plot(tmp_path: Path, capsys) -> Non
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "handshake: ok" in out and "teardown: server closed first" in out
-    assert "1 round trip(s)" in out and "c->s  LOGIN alice pw" in out
+    assert "1 round trip(s)" in out and "\n    LOGIN alice pw\n" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
     from labchat.cli import main
 

@@ -1,16 +1,26 @@
-"""``labchat inspect FILE``: connections, handshakes, teardowns and TLS messages of any capture."""
+"""``labchat inspect FILE``: connections, handshakes, teardowns and TLS messages of any capture.
+
+Text for people (``describe``), or one JSON document for scripts (``--json``; the schema is
+in docs/inspect.md). Bad input raises `UsageError` (one ``labchat: error:`` line, exit 2).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import sys
+import time
+from collections.abc import Callable
 from typing import TextIO
 
-from labchat.analysis import AnalysisError, Connection, load, tls_round_trips, tls_summary
+from labchat.analysis import AnalysisError, load
+from labchat.analysis.report import describe, json_document
 
 from .errors import UsageError, port
 
-__all__ = ["cmd_inspect", "register"]
+__all__ = ["ProgressBar", "cmd_inspect", "register"]
 
 
 def register(subparsers) -> None:
@@ -18,9 +28,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "inspect",
         help="take a capture apart: connections, handshakes, teardowns, TLS messages",
-        description="Read a pcap/pcapng file and print what happened on each TCP connection.",
+        description="Read a pcap/pcapng file (gzip'd or not) and print what happened on each "
+        "TCP connection, with tshark's names for its TCP analysis.",
     )
-    p.add_argument("file", metavar="FILE", help="capture file (pcap or pcapng)")
+    p.add_argument("file", metavar="FILE", help="capture file (pcap or pcapng, maybe .gz)")
     p.add_argument("--keylog", metavar="F", help="NSS key log to decrypt TLS 1.2/1.3")
     p.add_argument(
         "--tls-port",
@@ -31,53 +42,49 @@ def register(subparsers) -> None:
         help="decode this server port as TLS (repeatable; 443 and TLS-looking streams always are)",
     )
     p.add_argument("--stream", metavar="N", type=int, help="only connection number N")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--full", action="store_true",
+                   help="show every payload line and byte, and do not cut long lines")  # fmt: skip
+    p.add_argument("--raw-window", action="store_true",
+                   help="show the window field as sent, not the scaled window")  # fmt: skip
     p.add_argument("--plot", metavar="OUT.png", help="write the ladder diagram of the connection")
     p.set_defaults(func=cmd_inspect)
 
 
-def _describe(conn: Connection, out: TextIO) -> None:
-    guess = "  (no SYN captured: client guessed)" if conn.client_guessed else ""
-    print(
-        f"== connection #{conn.stream}: client {conn.client[0]}:{conn.client[1]} -> "
-        f"server {conn.server[0]}:{conn.server[1]}, {len(conn.segments)} segments{guess}",
-        file=out,
-    )
-    hs = conn.handshake()
-    if hs is None:
-        print("handshake: not captured", file=out)
-    else:
-        print(f"handshake: {'ok' if hs.ok else 'INCOMPLETE'}", file=out)
-        for text, passed in hs.checks():
-            print(f"  [{'x' if passed else ' '}] {text}", file=out)
-    td = conn.teardown()
-    if td is not None:
-        extra = []
-        if td.merged:
-            extra.append("FIN+ACK piggybacked (3 segments)")
-        if td.half_close:
-            extra.append("half-close: data after the first FIN")
-        if not td.complete:
-            extra.append("not complete")
-        tail = f" ({'; '.join(extra)})" if extra else ""
-        print(f"teardown: {td.first_closer} closed first{tail}", file=out)
-    for seg in conn.resets():
-        who = "client" if seg.direction == "c->s" else "server"
-        print(f"reset: segment #{seg.index} ({seg.flags}) sent by the {who}", file=out)
-    if td is None and not conn.resets():
-        print("teardown: none captured (connection still open at the end)", file=out)
-    rt = conn.retransmissions()
-    if rt:
-        print(f"retransmissions: segments {', '.join(str(s.index) for s in rt)}", file=out)
-    print(conn.segment_table(), file=out)
-    if conn.tls:
-        print(f"TLS: {tls_round_trips(conn)} round trip(s) before the first client data", file=out)
-        print(tls_summary(conn), file=out)
-    lines = conn.app_lines()
-    if lines:
-        print("application lines:", file=out)
-        for direction, text in lines:
-            print(f"  {direction}  {text}", file=out)
-    print(file=out)
+class ProgressBar:
+    """A progress bar on a terminal, shown only once reading has taken more than a second.
+
+    Args:
+        stream: where to draw it (stderr); nothing is drawn unless it is a terminal or
+            ``force`` is set.
+        after: seconds before the bar appears.
+        clock: the time source (tests pass a fake one).
+    """
+
+    def __init__(self, stream: TextIO, *, after: float = 1.0, force: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.stream = stream
+        self.after = after
+        self.clock = clock
+        self.enabled = force or stream.isatty()
+        self.start = clock()
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or self.clock() - self.start < self.after:
+            return
+        width = 30
+        frac = done / total if total else 1.0
+        filled = int(frac * width)
+        self.stream.write(f"\rreading {'#' * filled}{'.' * (width - filled)} {frac:4.0%}")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        """Clear the bar's line (when one was drawn)."""
+        if self.drawn:
+            self.stream.write("\r" + " " * 48 + "\r")
+            self.stream.flush()
 
 
 def cmd_inspect(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -87,26 +94,49 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO | None = None) -> int:
         0.
 
     Raises:
-        UsageError: the file (or key log) cannot be read as a capture, there is no connection
-            to plot, or the plot cannot be written.
+        UsageError: the file (or key log) cannot be read as a capture, there is no such
+            connection or none to plot, or the plot cannot be written.
     """
     out = out or sys.stdout
+    progress = ProgressBar(sys.stderr)
     try:
-        cap = load(args.file, keylog=args.keylog, tls_ports=args.tls_port or ())
+        cap = load(args.file, keylog=args.keylog, tls_ports=args.tls_port or (),
+                   progress=progress)  # fmt: skip
         conns = cap.connections()
         if args.stream is not None:
             conns = [cap.connection(args.stream)]
     except AnalysisError as exc:
         raise UsageError(str(exc)) from exc
-    print(f"{cap.path.name}: {len(cap.packets)} packets, {len(cap.connections())} TCP connections",
+    finally:
+        progress.close()
+    try:
+        return _print(args, cap, conns, out)
+    except BrokenPipeError:  # `labchat inspect ... | head`: the reader has seen enough
+        sys.stdout = open(os.devnull, "w")  # stays open until exit, on purpose
+        return 0
+
+
+def _print(args: argparse.Namespace, cap, conns, out: TextIO) -> int:
+    if getattr(args, "json", False):
+        streams = None if args.stream is None else [args.stream]
+        # dumps, not dump: dump streams through the pure-Python encoder, 10 times slower.
+        out.write(json.dumps(json_document(cap, streams), separators=(",", ":")))
+        out.write("\n")
+        return 0
+    full = getattr(args, "full", False)
+    width = None if full else shutil.get_terminal_size((120, 24)).columns
+    n = len(cap.connections())
+    print(f"{cap.path.name}: {cap.packet_count} packets, {n} TCP connection{'s' if n != 1 else ''}",
           file=out)  # fmt: skip
     for w in cap.warnings:
         print(f"warning: {w}", file=out)
-    if cap.connections():
+    if n:
         print(cap.connection_table(), file=out)
         print(file=out)
+    raw = getattr(args, "raw_window", False)
     for conn in conns:
-        _describe(conn, out)
+        out.writelines(line + "\n" for line in describe(conn, width=width, full=full,
+                                                        raw_window=raw))  # fmt: skip
     if args.plot:
         if not conns:
             raise UsageError(f"{args.file}: no TCP connection to plot")

@@ -63,7 +63,9 @@ class KeyLog:
             parts = line.split()
             try:
                 label = parts[0].decode("ascii")
-                if len(parts) != 3 or label not in LABELS:
+                # A well-formed line with a label we do not use (OpenSSL writes
+                # CLIENT_TRAFFIC_SECRET_N after a key update) is still a key-log line.
+                if len(parts) != 3 or not label.replace("_", "").isalnum() or not label.isupper():
                     raise ValueError(label)
                 key, secret = bytes.fromhex(parts[1].decode()), bytes.fromhex(parts[2].decode())
                 if label != "RSA" and len(key) != 32:
