@@ -310,21 +310,21 @@ class Connection:
             limit: stop after about this many bytes (None: all of them).
         """
         out = bytearray()
-        for d, data in self._app_chunks(limit):
+        for d, data in self._app_chunks(limit, direction):
             if d == direction:
                 out += data
                 if limit is not None and len(out) >= limit:
                     break
         return bytes(out)
 
-    def _app_chunks(self, limit: int | None = None):
+    def _app_chunks(self, limit: int | None = None, direction: str | None = None):
         """(direction, bytes) of application data in capture order."""
         if self.tls:
             for m in self.tls_messages():
                 if m.name == "ApplicationData" and m.decrypted and m.data:
                     yield m.direction, m.data
             return
-        for chunk in reassemble(self.segments, limit):
+        for chunk in reassemble(self.segments, limit, direction):
             if chunk.data:
                 yield chunk.direction, chunk.data
 

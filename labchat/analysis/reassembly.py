@@ -57,12 +57,14 @@ def _unwrap(rel: int, near: int) -> int:
     return near + delta
 
 
-def reassemble(segments: Iterable[Segment], limit: int | None = None) -> Iterator[Chunk]:
-    """The chunks of both directions in capture order.
+def reassemble(segments: Iterable[Segment], limit: int | None = None,
+               direction: str | None = None) -> Iterator[Chunk]:  # fmt: skip
+    """The chunks of both directions (or of one) in capture order.
 
     Args:
         segments: a connection's segments, in capture order.
         limit: stop once each direction has delivered this many bytes (None: the whole stream).
+        direction: only this direction's chunks (the other's ACKs are still looked at).
     """
     dirs = {C2S: _Direction(), "s->c": _Direction()}
     for seg in segments:
@@ -72,10 +74,14 @@ def reassemble(segments: Iterable[Segment], limit: int | None = None) -> Iterato
             # The peer acknowledged bytes we never delivered: the capture missed them.
             acked = _unwrap((seg.rel_ack - 1) % _MOD, peer.next)
             if acked > peer.next and peer.pending:
-                yield from _skip_to(peer, "s->c" if seg.direction == C2S else C2S, acked, seg.index)
-        if not seg.payload_len:
+                name = "s->c" if seg.direction == C2S else C2S
+                if direction is None or name == direction:
+                    yield from _skip_to(peer, name, acked, seg.index)
+        if not seg.payload_len or (direction is not None and seg.direction != direction):
             continue
         if limit is not None and d.started and d.next >= limit:
+            if direction is not None:
+                return
             if all(x.started and x.next >= limit for x in dirs.values()):
                 return
             continue  # enough of this direction: do not even read its bytes
@@ -94,6 +100,10 @@ def reassemble(segments: Iterable[Segment], limit: int | None = None) -> Iterato
 
 def _add(d: _Direction, direction: str, start: int, data: bytes, index: int) -> Iterator[Chunk]:
     end = start + len(data)
+    if start == d.next and not d.pending:  # the usual case: the next bytes, in order
+        d.next = end
+        yield Chunk(direction, start, data, index)
+        return
     if end <= d.next or not data:
         return  # all of it already delivered: a retransmission
     if start > d.next:

@@ -113,7 +113,7 @@ def _segment_rows(conn: Connection, raw_window: bool) -> tuple[list[str], list[l
     head = ["#", "frame", "time", "dir", "flags", "seq", "ack", "len", "win", "tls", "note"]
     rows = []
     for s in conn.segments:
-        note = s.notes()
+        note = s.notes() if s.analysis or s.sack else []
         if s.truncated:
             note.append("truncated")
         if s.length_from_frame:
@@ -133,10 +133,16 @@ def _table(head: list[str], rows: list[list[str]], width: int | None) -> Iterato
         for i, cell in enumerate(row):
             if len(cell) > widths[i]:
                 widths[i] = len(cell)
-    yield _cut("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(), width)
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    yield _cut(fmt.format(*head).rstrip(), width)
     yield _cut("  ".join("-" * w for w in widths), width)
-    for row in rows:
-        yield _cut("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), width)
+    if width is None:
+        for row in rows:
+            yield fmt.format(*row).rstrip()
+    else:
+        for row in rows:
+            line = fmt.format(*row).rstrip()
+            yield line if len(line) <= width else line[: max(1, width - 1)] + "…"
 
 
 def describe(conn: Connection, *, width: int | None = 100, full: bool = False,

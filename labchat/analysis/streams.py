@@ -31,17 +31,18 @@ class StreamKind:
 
 
 def _prefix(segments: list[Segment]) -> dict[str, bytes]:
-    counts = {C2S: [0, 0], S2C: [0, 0]}  # bytes, segments
-    end = 0
-    for end, seg in enumerate(segments, start=1):  # noqa: B007
+    """The first bytes of each direction, reading only the segments that hold them."""
+    counts = {C2S: [0, 0], S2C: [0, 0]}  # bytes, data segments
+    needed = {C2S: 0, S2C: 0}  # segments up to here hold each direction's prefix
+    for i, seg in enumerate(segments):
         if seg.payload_len:
             c = counts[seg.direction]
-            c[0] += seg.payload_len
-            c[1] += 1
-            if all(b >= PREFIX or n >= _MAX_SEGMENTS for b, n in counts.values()):
-                break
+            if c[0] < PREFIX and c[1] < _MAX_SEGMENTS:
+                c[0] += seg.payload_len
+                c[1] += 1
+                needed[seg.direction] = i + 1
     out = {C2S: bytearray(), S2C: bytearray()}
-    for chunk in reassemble(segments[:end], PREFIX):
+    for chunk in reassemble(segments[: max(needed.values())], PREFIX):
         if chunk.gap and not out[chunk.direction]:
             break
         out[chunk.direction] += chunk.data

@@ -164,8 +164,8 @@ class RecordKeys:
         return out
 
     def _nonce(self) -> bytes:
-        padded = self.seq.to_bytes(len(self.iv), "big")
-        return bytes(a ^ b for a, b in zip(self.iv, padded, strict=True))
+        # The record number, left-padded to the IV's length, XOR the IV (RFC 8446 5.3).
+        return (int.from_bytes(self.iv, "big") ^ self.seq).to_bytes(len(self.iv), "big")
 
     def _open13(self, body: bytes, header: bytes) -> tuple[int, bytes]:
         inner = self._aead.decrypt(self._nonce(), body, header)
