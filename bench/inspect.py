@@ -31,15 +31,25 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MSS = 1448
-_ETH = bytes.fromhex("020000000002" "020000000001" "0800")
+_ETH = bytes.fromhex("0200000000020200000000010800")
 _OPTS = b"\x01\x01\x08\x0a" + b"\x00" * 8  # NOP NOP timestamps: a 32-byte TCP header
 
 
-def _checksum_free_packet(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
-                          flags: int, payload: bytes, window: int = 2048) -> bytes:
+def _checksum_free_packet(
+    src: bytes,
+    dst: bytes,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    payload: bytes,
+    window: int = 2048,
+) -> bytes:
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 8 << 4, flags, window, 0, 0) + _OPTS
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 0, 0x4000, 64, 6,
-                     0, src, dst)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 0, 0x4000, 64, 6, 0, src, dst
+    )
     return _ETH + ip + tcp + payload
 
 
@@ -206,11 +216,23 @@ def run(runs: int, keep: Path | None) -> dict:
             "tshark (packet list)": [tshark, "-r", str(bulk)],
         },
         "tls-50k": {
-            "labchat inspect --keylog": [py, "-m", "labchat", "inspect", str(tls),
-                                         "--keylog", str(keys)],
+            "labchat inspect --keylog": [
+                py,
+                "-m",
+                "labchat",
+                "inspect",
+                str(tls),
+                "--keylog",
+                str(keys),
+            ],
             "labchat inspect (no keys)": [py, "-m", "labchat", "inspect", str(tls)],
             "tshark -o tls.keylog_file (packet list)": [
-                tshark, "-r", str(tls), "-o", f"tls.keylog_file:{keys}"],
+                tshark,
+                "-r",
+                str(tls),
+                "-o",
+                f"tls.keylog_file:{keys}",
+            ],
             "tshark (no keys, packet list)": [tshark, "-r", str(tls)],
         },
     }
