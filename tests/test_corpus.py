@@ -9,11 +9,14 @@ The facts the issues name are then checked one by one.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -26,6 +29,7 @@ from labchat.analysis import (  # noqa: E402
     load,
     tls_round_trips,
 )
+from labchat.analysis.report import json_document  # noqa: E402
 
 CORPUS = Path(__file__).parent / "corpus"
 TLS_PORT = 4433
@@ -315,3 +319,34 @@ def test_transfer_throughput_and_goodput() -> None:
     assert t.retransmitted_bytes > 0 and t.throughput > t.goodput > 0
     assert t.wire_bytes > t.payload_bytes
     assert abs(t.goodput - t.unique_bytes * 8 / t.duration) < 1e-6
+
+
+# ---- odd input -------------------------------------------------------------------------------
+
+_FUZZ_BASE = {
+    n: (CORPUS / n).read_bytes() for n in ("tls13-openssl.pcapng", "tls12-openssl.pcapng")
+}
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    name=st.sampled_from(sorted(_FUZZ_BASE)),
+    flips=st.lists(st.tuples(st.integers(0, 6000), st.integers(0, 255)), max_size=12),
+    cut=st.one_of(st.none(), st.integers(0, 6000)),
+)
+def test_damaged_tls_with_keys_never_raises(tmp_path_factory, name, flips, cut) -> None:
+    data = bytearray(_FUZZ_BASE[name])
+    for pos, value in flips:
+        if pos < len(data):
+            data[pos] = value
+    path = tmp_path_factory.mktemp("fuzz") / name
+    path.write_bytes(bytes(data[:cut] if cut is not None else data))
+    try:
+        cap = load(path, keylog=_keys(CORPUS / name), tls_ports=[TLS_PORT])
+    except AnalysisError:
+        return
+    assert not any("decoding failed" in w for w in cap.warnings), cap.warnings
+    for conn in cap.connections():
+        conn.app_lines(), tls_round_trips(conn), conn.transfer()
+        json.dumps(json_document(cap))

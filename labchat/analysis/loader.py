@@ -103,7 +103,10 @@ def load(
     conns = builder.connections
     ports = set(DEFAULT_TLS_PORTS) | {int(p) for p in tls_ports}
     for conn in conns:
-        _streams(conn, ports, keys)
+        try:
+            _streams(conn, ports, keys)
+        except Exception as exc:  # one odd connection must not spoil the rest of the capture
+            conn.warnings.append(f"stream decoding failed ({type(exc).__name__}: {exc})")
         for w in conn.warnings:
             warnings.append(f"connection #{conn.stream}: {w}")
         if conn.client_guessed:
