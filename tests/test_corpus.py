@@ -350,3 +350,12 @@ def test_damaged_tls_with_keys_never_raises(tmp_path_factory, name, flips, cut) 
     for conn in cap.connections():
         conn.app_lines(), tls_round_trips(conn), conn.transfer()
         json.dumps(json_document(cap))
+
+
+@pytest.mark.parametrize("name", ["tls12-cbc.pcapng", "tls13-chacha.pcapng"])
+def test_other_ciphers_decrypt(name: str) -> None:
+    conn = _load(name, keys=True).connection(0)
+    assert conn.app_lines() == [("c->s", "another cipher"), ("s->c", "rehpic rehtona")]
+    if "cbc" in name:  # OpenSSL negotiates encrypt_then_mac for CBC suites (RFC 7366)
+        hello = next(m for m in conn.tls_messages() if m.name == "ServerHello")
+        assert hello.fields["encrypt_then_mac"] and "CBC" in conn.tls_info.cipher_suite

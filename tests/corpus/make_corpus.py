@@ -9,6 +9,7 @@ Made with real tools, captured with dumpcap:
 
 * ``tls12-openssl``, ``tls13-openssl`` (with a KeyUpdate): ``openssl s_server -rev`` and
   ``s_client``, with the client's key log;
+* ``tls12-cbc``, ``tls13-chacha``: AES-CBC with encrypt_then_mac, ChaCha20-Poly1305;
 * ``tls12-downgrade``: a client that offers only TLS 1.2 against a server that speaks 1.3
   too: the downgrade sentinel in the ServerHello random;
 * ``tls13-hrr``: the server only accepts P-256, the client sends an X25519 key share first:
@@ -236,6 +237,16 @@ def tls_openssl(certs: dict[str, Path], version: str) -> None:
         if version == "1.3":
             lines = ["hello from the client", "k", "after a key update", "K", "last line"]
         _s_client(keys, lines, flag, "-CAfile", str(certs["ca"]))
+        _stop(server)
+
+
+def tls_cipher(certs: dict[str, Path], name: str, *flags: str) -> None:
+    """One more cipher: AES-CBC with encrypt_then_mac (1.2), ChaCha20-Poly1305 (1.3)."""
+    keys = HERE / f"{name}.keys.log"
+    keys.unlink(missing_ok=True)
+    with Dumpcap(HERE / f"{name}.pcapng"):
+        server = _s_server(certs, "-rev", "-naccept", "1")
+        _s_client(keys, ["another cipher"], *flags, "-CAfile", str(certs["ca"]))
         _stop(server)
 
 
@@ -735,6 +746,12 @@ def main() -> None:
             "tls13-openssl": lambda: tls_openssl(certs, "1.3"),
             "tls13-hrr": lambda: tls13_hrr(certs),
             "tls12-downgrade": lambda: tls12_downgrade(certs),
+            "tls12-cbc": lambda: tls_cipher(
+                certs, "tls12-cbc", "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA256"
+            ),
+            "tls13-chacha": lambda: tls_cipher(
+                certs, "tls13-chacha", "-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"
+            ),
             "tls13-resume": lambda: tls13_resume(certs, tmp),
             "tls12-alert": lambda: tls_alert(certs, "1.2"),
             "tls13-alert": lambda: tls_alert(certs, "1.3"),

@@ -54,6 +54,8 @@ class Suite:
 
 
 _MAC_LEN = {"md5": 16, "sha1": 20, "sha256": 32, "sha384": 48}
+# The MAC part of a suite name -> hashlib's name ("_SHA" in a suite name means SHA-1).
+_MAC_NAMES = {"MD5": "md5", "SHA": "sha1", "SHA256": "sha256", "SHA384": "sha384"}
 
 
 def suite(code: int) -> Suite | None:
@@ -74,18 +76,14 @@ def suite(code: int) -> Suite | None:
         if rest.startswith("CCM"):
             return Suite(code, name, "aes", "ccm", key_len, prf, "", tls13)
         if rest.startswith("CBC_"):
-            mac = rest[4:].lower()
-            return (
-                Suite(code, name, "aes", "cbc", key_len, prf, mac, tls13)
-                if mac in _MAC_LEN
-                else None
-            )
+            mac = _MAC_NAMES.get(rest[4:], "")
+            return Suite(code, name, "aes", "cbc", key_len, prf, mac, tls13) if mac else None
         return None
     if body.startswith("CHACHA20_POLY1305"):
         return Suite(code, name, "chacha20", "poly1305", 32, "sha256" if tls13 else prf, "", tls13)
     if body.startswith("3DES_EDE_CBC_"):
-        mac = body[len("3DES_EDE_CBC_") :].lower()
-        return Suite(code, name, "3des", "cbc", 24, prf, mac, tls13) if mac in _MAC_LEN else None
+        mac = _MAC_NAMES.get(body[len("3DES_EDE_CBC_") :], "")
+        return Suite(code, name, "3des", "cbc", 24, prf, mac, tls13) if mac else None
     return None
 
 
