@@ -235,7 +235,8 @@ def compare(
     cap = cap or load(path, keylog=keylog, tls_ports=tls_ports)
     mine = ours(cap)
     if not tls_ports:  # decode the same connections as TLS on both sides
-        tls_ports = tuple(sorted({c.server[1] for c in cap.connections() if c.tls and not c.proxy}))
+        tls_ports = tuple(sorted({c.server[1] for c in cap.connections()
+                                  if c.tls and not c.proxy and not c.starttls}))  # fmt: skip
     # A proxy's port is decoded as the proxy protocol, which hands the tunnel to TLS.
     proxies = {
         c.server[1]: "socks" if c.proxy.startswith("SOCKS") else "http"

@@ -359,3 +359,9 @@ def test_other_ciphers_decrypt(name: str) -> None:
     if "cbc" in name:  # OpenSSL negotiates encrypt_then_mac for CBC suites (RFC 7366)
         hello = next(m for m in conn.tls_messages() if m.name == "ServerHello")
         assert hello.fields["encrypt_then_mac"] and "CBC" in conn.tls_info.cipher_suite
+
+
+def test_tls_after_starttls_is_found() -> None:
+    conn = _load("imap-starttls.pcapng", keys=True).connection(0)
+    assert conn.starttls and conn.tls and conn.server[1] == 143
+    assert conn.app_lines() == [("c->s", "a2 LOGOUT"), ("s->c", "* BYE a2 LOGOUT")]

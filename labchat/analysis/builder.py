@@ -73,7 +73,7 @@ class Builder:
             # The usual layout, NOP NOP timestamps, holds no SACK: skip reading it.
             if bits & _SYN or not (hlen == 32 and data[start + 2] == 8 and data[start] == 1):
                 opts = bytes(data[start : min(start + hlen - 20, offset + caplen)])
-                if bits & _SYN:
+                if 3 in opts:  # maybe a window-scale option (kind 3)
                     wscale = options_dict(opts).get("wscale")
         tracker = entry.tracker
         rel_seq, rel_ack, scaled, analysis, dup = tracker.segment(

@@ -64,6 +64,8 @@ class Connection:
         self.tunnel = ""
         #: "HTTP CONNECT", "SOCKS5" or "SOCKS4" when the TLS ran through a proxy tunnel.
         self.proxy = ""
+        #: The TLS began after a STARTTLS upgrade of a plaintext protocol (SMTP, IMAP ...).
+        self.starttls = False
         self.warnings: list[str] = []
 
     def __repr__(self) -> str:

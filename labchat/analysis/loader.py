@@ -151,7 +151,7 @@ def _streams(conn: Connection, ports: set[int], keys: KeyLog | None) -> None:
     kind = classify(conn.segments, conn.server[1] in ports)
     if kind.note:
         conn.warnings.append(kind.note)
-    conn.tls, conn.proxy = kind.tls, kind.proxy
+    conn.tls, conn.proxy, conn.starttls = kind.tls, kind.proxy, kind.starttls
     if not kind.tls:
         return
     decoder = TLSDecoder(conn.segments, keys, conn.warnings, dict(kind.start))

@@ -161,6 +161,8 @@ def describe(conn: Connection, *, width: int | None = 100, full: bool = False,
         extra.append(f"inside {conn.tunnel}")
     if conn.proxy:
         extra.append(f"through a {conn.proxy} proxy")
+    if conn.starttls:
+        extra.append("after STARTTLS")
     if conn.client_guessed:
         extra.append("no SYN captured: client guessed")
     tail = f" ({'; '.join(extra)})" if extra else ""
@@ -288,6 +290,7 @@ def _connection_json(conn: Connection) -> dict[str, Any]:
         "client_guessed": conn.client_guessed,
         "tunnel": conn.tunnel,
         "proxy": conn.proxy,
+        "starttls": conn.starttls,
         "segments": [_segment_json(s) for s in conn.segments],
         "handshake": None if hs is None else {
             "ok": hs.ok,

@@ -1,6 +1,7 @@
 """What a connection's byte streams carry: TLS from the first byte, TLS through a proxy
-tunnel (HTTP CONNECT, RFC 9110 section 9.3.6; SOCKS5, RFC 1928 and RFC 1929; SOCKS4), or
-something else.
+tunnel (HTTP CONNECT, RFC 9110 section 9.3.6; SOCKS5, RFC 1928 and RFC 1929; SOCKS4), TLS
+after a STARTTLS upgrade (SMTP RFC 3207, IMAP RFC 9051, POP3 RFC 2595 "STLS", FTP RFC 4217
+"AUTH TLS"), or something else.
 
 Only the first bytes of each direction are looked at, so deciding costs little however long
 the connection is.
@@ -26,6 +27,7 @@ class StreamKind:
 
     tls: bool
     proxy: str = ""
+    starttls: bool = False
     start: tuple[tuple[str, int], ...] = ()
     note: str = ""
 
@@ -103,6 +105,25 @@ def _socks4(c: bytes, s: bytes) -> tuple[int, int] | None:
     return end + 1, 8
 
 
+_UPGRADES = (b"STARTTLS", b"STLS", b"AUTH TLS", b"AUTH SSL")
+
+
+def _starttls(c: bytes, s: bytes) -> tuple[int, int] | None:
+    """After the client's upgrade command line, and after a server line: TLS records."""
+    pos = 0
+    while (end := c.find(b"\n", pos)) >= 0:
+        line = c[pos:end].rstrip(b"\r").upper()
+        pos = end + 1
+        if any(line == u or line.endswith(b" " + u) for u in _UPGRADES) and _tls_at(c, pos):
+            spos = 0
+            while (send := s.find(b"\n", spos)) >= 0:
+                spos = send + 1
+                if _tls_at(s, spos):
+                    return pos, spos
+            return None
+    return None
+
+
 def classify(segments: list[Segment], tls_port: bool) -> StreamKind:
     """Decide what the connection carries from the first bytes of each direction.
 
@@ -117,7 +138,10 @@ def classify(segments: list[Segment], tls_port: bool) -> StreamKind:
     for name, finder in (("HTTP CONNECT", _http_connect), ("SOCKS5", _socks5), ("SOCKS4", _socks4)):
         found = finder(c, s)
         if found is not None and (_tls_at(c, found[0]) or _tls_at(s, found[1])):
-            return StreamKind(True, name, ((C2S, found[0]), (S2C, found[1])))
+            return StreamKind(True, name, start=((C2S, found[0]), (S2C, found[1])))
+    found = _starttls(c, s)
+    if found is not None:
+        return StreamKind(True, start=((C2S, found[0]), (S2C, found[1])), starttls=True)
     if tls_port and (c or s):
         return StreamKind(False, note="given as a TLS port, but the stream is not TLS")
     return StreamKind(tls_port)

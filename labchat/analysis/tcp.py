@@ -21,7 +21,8 @@ way tshark decides them, in tshark's order, from the same per-direction state (t
   the handshake's RTT, or 3 ms, of the highest segment, not ending where it ends), otherwise
   retransmission. tshark marks fast and spurious retransmissions as retransmissions too.
 
-Windows are compared scaled (RFC 7323 section 2.2: only when both SYNs carried the option).
+Windows are compared as sent, as tshark compares them; window_full scales the peer's
+window when both SYNs carried the option (RFC 7323 section 2.2).
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ class TCPTracker:
             d: 0 for client -> server, 1 for server -> client.
             t: capture time in seconds; seq, ack: absolute numbers; seglen: payload bytes.
             bits: the TCP flag bits; raw_window: the window field as sent.
-            wscale: a SYN's window-scale option (None: not there, or not a SYN).
+            wscale: the window-scale option (None: not there). Outside a SYN it applies to the
+                sender's later segments, as packet-tcp.c applies it.
 
         The window in bytes is None while the sender's scale is unknown (no SYN seen).
         """
@@ -171,7 +173,10 @@ class TCPTracker:
             shift = fwd.win_scale
             window = raw_window << shift if shift > 0 else raw_window
             scaled = None if shift == -1 else window
-        flags, dup = self._analyse(fwd, rev, t, seq, ack, seglen, bits, window)
+            if wscale is not None:  # the option outside a SYN (nmap's probes) counts from now
+                fwd.win_scale = min(wscale, 14)
+        # tshark compares the window fields as sent, not scaled (packet-tcp.c passes th_win).
+        flags, dup = self._analyse(fwd, rev, t, seq, ack, seglen, bits, raw_window)
         return (seq - fwd.base_seq) % MOD, rel_ack, scaled, flags, dup
 
     def _analyse(
@@ -212,7 +217,8 @@ class TCPTracker:
                 seglen
                 and not control
                 and rev.win_scale != -1
-                and (seq + seglen) % MOD == (rev.lastack + rev.window) % MOD
+                and (seq + seglen) % MOD
+                == (rev.lastack + (rev.window << max(rev.win_scale, 0))) % MOD
             ):
                 ta.append("window_full")
             if same and window and window == fwd.window and "keep_alive" in rev.lastflags:

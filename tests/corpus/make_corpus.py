@@ -21,6 +21,7 @@ Made with real tools, captured with dumpcap:
   loopback at MTU 1500;
 * ``https-connect``, ``socks5``: curl through a small HTTP CONNECT proxy and a SOCKS5 proxy
   (on 1080) to the TLS server;
+* ``imap-starttls``: ``openssl s_client -starttls imap`` against a small IMAP greeter;
 * ``lossy-transfer``: a 1 MiB upload over labchat's two-host lab network with 3 % loss;
 * ``flow-control``: a receiver that stops reading (zero window, probes, window update), then
   keepalive probes on an idle connection.
@@ -448,6 +449,51 @@ def proxied(certs: dict[str, Path], name: str, tmp: Path) -> None:
         _stop(server)
 
 
+def imap_starttls(certs: dict[str, Path]) -> None:
+    """openssl s_client -starttls imap against a small IMAP greeter that upgrades to TLS."""
+    import ssl
+
+    keys = HERE / "imap-starttls.keys.log"
+    keys.unlink(missing_ok=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs["cert"], certs["key"])
+    listener = socket.create_server(("127.0.0.1", 143))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.sendall(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] corpus ready\r\n")
+        while True:
+            line = b""
+            while not line.endswith(b"\n"):
+                line += conn.recv(1)
+            tag = line.split(b" ", 1)[0]
+            if b"STARTTLS" in line.upper():
+                conn.sendall(tag + b" OK Begin TLS negotiation now\r\n")
+                break
+            conn.sendall(b"* CAPABILITY IMAP4rev1 STARTTLS\r\n" + tag + b" OK done\r\n")
+        tls = ctx.wrap_socket(conn, server_side=True)
+        while data := tls.recv(1024):
+            tls.sendall(b"* BYE " + data)
+        tls.close()
+
+    with Dumpcap(HERE / "imap-starttls.pcapng"):
+        thread = threading.Thread(target=serve)
+        thread.start()
+        proc = subprocess.Popen(
+            ["openssl", "s_client", "-connect", "127.0.0.1:143", "-starttls", "imap",
+             "-keylogfile", str(keys), "-CAfile", str(certs["ca"]), "-no_ign_eof"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(0.5)
+        proc.stdin.write(b"a2 LOGOUT\r\n")
+        proc.stdin.flush()
+        time.sleep(0.5)
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        thread.join(timeout=10)
+        listener.close()
+
+
 def lossy_transfer() -> None:
     sys.path.insert(0, str(ROOT))
     try:
@@ -759,6 +805,7 @@ def main() -> None:
             "tls-download": lambda: tls_download(certs, tmp),
             "https-connect": lambda: proxied(certs, "https-connect", tmp),
             "socks5": lambda: proxied(certs, "socks5", tmp),
+            "imap-starttls": lambda: imap_starttls(certs),
             "lossy-transfer": lossy_transfer,
             "flow-control": flow_control,
             "crafted": crafted,
