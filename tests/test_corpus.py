@@ -221,10 +221,14 @@ def test_scaled_window_shown_when_the_handshake_gives_the_scale() -> None:
     ("name", "proxy"), [("https-connect.pcapng", "HTTP CONNECT"), ("socks5.pcapng", "SOCKS5")]
 )
 def test_tls_inside_a_proxy_tunnel_is_found(name: str, proxy: str) -> None:
-    conn = _load(name, keys=True).connection(0)
+    cap = _load(name, keys=True)
+    conn = cap.connection(0)
     assert conn.proxy == proxy and conn.tls
     assert conn.tls_info.sni == "localhost"
     assert b"through the tunnel" in conn.app_data("s->c")
+    # tshark's SOCKS dissector uses up a tcp.stream number for the tunnel; HTTP CONNECT's not.
+    direct = cap.connections()[-1]
+    assert direct.stream == (3 if proxy == "SOCKS5" else 2) and not direct.proxy
 
 
 def test_port_reuse_starts_a_new_stream() -> None:

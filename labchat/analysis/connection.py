@@ -66,6 +66,8 @@ class Connection:
         self.proxy = ""
         #: The TLS began after a STARTTLS upgrade of a plaintext protocol (SMTP, IMAP ...).
         self.starttls = False
+        #: With a proxy: the frame that carried the first tunnelled byte (0: none).
+        self.tls_reply_frame = 0
         self.warnings: list[str] = []
 
     def __repr__(self) -> str:

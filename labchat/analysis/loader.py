@@ -14,6 +14,7 @@ from .builder import Builder
 from .capture import Capture
 from .connection import Connection
 from .errors import AnalysisError
+from .facts import C2S, S2C
 from .pcapfile import ReadReport, open_source, read_frames
 from .reassembly import reassemble
 from .streams import classify
@@ -113,6 +114,7 @@ def load(
             warnings.append(
                 f"connection #{conn.stream}: no SYN captured, client guessed from port numbers"
             )
+    _number_like_tshark(conns)
     if count and not conns:
         warnings.append("no TCP connections in the capture")
     return Capture(path, conns, warnings, packet_count=count, source=source)
@@ -146,12 +148,44 @@ def _report_reading(report: ReadReport, builder: Builder, count: int, warnings: 
         )
 
 
+# tshark decodes SOCKS on this port, and its SOCKS dissector opens a conversation for the
+# tunnel when the first tunnelled bytes arrive, which takes a tcp.stream number of its own
+# (seen with tshark 4.0 on SOCKS4 and SOCKS5 captures; HTTP CONNECT does not do this).
+_SOCKS_PORT = 1080
+
+
+def _frame_of_byte(conn: Connection, direction: str, offset: int) -> int:
+    """The frame whose payload first carried byte ``offset`` of one direction's stream."""
+    for seg in conn.segments:
+        if seg.direction == direction and seg.payload_len:
+            first = seg.rel_seq - 1 + (1 if seg.syn else 0)
+            if first <= offset < first + seg.payload_len:
+                return seg.frame
+    return 0
+
+
+def _number_like_tshark(conns: list[Connection]) -> None:
+    """Skip the tcp.stream numbers tshark's SOCKS dissector uses up (see _SOCKS_PORT)."""
+    used = sorted(conn.tls_reply_frame for conn in conns
+                  if conn.proxy.startswith("SOCKS") and conn.server[1] == _SOCKS_PORT
+                  and conn.tls_reply_frame)  # fmt: skip
+    if not used:
+        return
+    for conn in conns:
+        first = conn.segments[0].frame if conn.segments else 0
+        conn.stream += sum(1 for frame in used if frame < first)
+
+
 def _streams(conn: Connection, ports: set[int], keys: KeyLog | None) -> None:
     """Work out what the connection carries and decode its TLS."""
     kind = classify(conn.segments, conn.server[1] in ports)
     if kind.note:
         conn.warnings.append(kind.note)
     conn.tls, conn.proxy, conn.starttls = kind.tls, kind.proxy, kind.starttls
+    start = dict(kind.start)
+    if kind.proxy:
+        frames = [_frame_of_byte(conn, d, start.get(d, 0)) for d in (C2S, S2C)]
+        conn.tls_reply_frame = min((f for f in frames if f), default=0)
     if not kind.tls:
         return
     decoder = TLSDecoder(conn.segments, keys, conn.warnings, dict(kind.start))

@@ -20,7 +20,7 @@ Made with real tools, captured with dumpcap:
 * ``tls-download``: curl downloads 512 KiB over TLS 1.3 from ``openssl s_server -WWW``,
   loopback at MTU 1500;
 * ``https-connect``, ``socks5``: curl through a small HTTP CONNECT proxy and a SOCKS5 proxy
-  (on 1080) to the TLS server;
+  (on 1080) to the TLS server, then once directly;
 * ``imap-starttls``: ``openssl s_client -starttls imap`` against a small IMAP greeter;
 * ``lossy-transfer``: a 1 MiB upload over labchat's two-host lab network with 3 % loss;
 * ``flow-control``: a receiver that stops reading (zero window, probes, window update), then
@@ -422,7 +422,7 @@ def proxied(certs: dict[str, Path], name: str, tmp: Path) -> None:
     www.mkdir()
     (www / "index.txt").write_text("through the tunnel\n")
     with Dumpcap(HERE / f"{name}.pcapng"):
-        server = _s_server(certs, "-WWW", "-naccept", "1", "-tls1_3", cwd=www)
+        server = _s_server(certs, "-WWW", "-naccept", "2", "-tls1_3", cwd=www)
         if name == "https-connect":
             listener, thread = _proxy(PROXY_PORT, _connect_handshake)
             via = ["-x", f"http://127.0.0.1:{PROXY_PORT}"]
@@ -446,6 +446,13 @@ def proxied(certs: dict[str, Path], name: str, tmp: Path) -> None:
         )
         thread.join(timeout=10)
         listener.close()
+        # Then once without the proxy: its tcp.stream number shows whether the proxy's
+        # dissector in tshark used one up (SOCKS on 1080 does).
+        subprocess.run(
+            ["curl", "-s", "-o", os.devnull, "--cacert", str(certs["ca"]),
+             f"https://localhost:{TLS_PORT}/index.txt"],
+            env=dict(os.environ, SSLKEYLOGFILE=str(keys)), check=True, timeout=30,
+        )  # fmt: skip
         _stop(server)
 
 
