@@ -47,6 +47,7 @@ _MAX_DEPTH = 6  # tunnels inside tunnels: enough for real captures, bounded for 
 
 _U16 = struct.Struct("!H").unpack_from
 _IPV4_HDR = struct.Struct("!BBHHHBBH4s4s").unpack_from
+_IPV4_FAST = struct.Struct("!BBHHHBB").unpack_from
 _IPV6_HDR = struct.Struct("!IHBB16s16s").unpack_from
 _TCP_HDR = struct.Struct("!HHIIBBHHH").unpack_from
 
@@ -85,6 +86,7 @@ class Skipped:
 
 
 _v4_names: dict[bytes, str] = {}
+_v4_pairs: dict[bytes, tuple[str, str]] = {}
 _v6_names: dict[bytes, str] = {}
 
 
@@ -150,10 +152,29 @@ def decode_frame(
 
 def _ipv4_fast(data, off, end, wire_end, skipped) -> Decoded | None:
     """Ethernet + IPv4 (no options, not a fragment) + TCP, the common case, in one step."""
-    vihl, _tos, total, _id, frag, _ttl, proto, _sum, src, dst = _IPV4_HDR(data, off)
+    vihl, _tos, total, _id, frag, _ttl, proto = _IPV4_FAST(data, off)
     if vihl != 0x45 or proto != 6 or frag & 0x3FFF or total == 0:
         return _ip(data, off, end, wire_end, skipped, 0, "")
-    return _tcp(data, off + 20, off + total, end, _v4(src), _v4(dst), False, "", skipped)
+    raw = data[off + 12 : off + 20]  # both addresses: one lookup for the pair
+    pair = _v4_pairs.get(raw)
+    if pair is None:
+        if len(_v4_pairs) > 100_000:
+            _v4_pairs.clear()
+        pair = _v4_pairs[raw] = (_v4(raw[:4]), _v4(raw[4:]))
+    stop = off + total
+    off += 20
+    if off + 20 > end:
+        skipped.short += 1
+        return None
+    sport, dport, seq, ack, doff_byte, flag_byte, window, checksum, urgent = _TCP_HDR(data, off)
+    hlen = (doff_byte >> 4) * 4
+    payload_len = stop - off - hlen
+    if hlen < 20 or payload_len < 0:
+        return _tcp(data, off, stop, end, pair[0], pair[1], False, "", skipped)  # says why
+    captured = min(stop, end) - off - hlen
+    return Decoded(pair[0], pair[1], sport, dport, seq, ack, ((doff_byte & 0x0F) << 8) | flag_byte,
+                   window, hlen, checksum, urgent, off, payload_len, captured if captured > 0
+                   else 0, False, "")  # fmt: skip
 
 
 def _ethernet(data, off, end, wire_end, skipped, depth, tunnel) -> Decoded | None:

@@ -105,26 +105,49 @@ def _endpoint(addr: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _segment_rows(conn: Connection, raw_window: bool) -> tuple[list[str], list[list[str]]]:
-    names: dict[int, list[str]] = {}
+def _segment_lines(conn: Connection, raw_window: bool, width: int | None) -> Iterator[str]:
+    """The segment table, streamed: 200,000 rows need not all be in memory at once."""
+    names: dict[int, str] = {}
     for m in conn.tls_messages():
         if m.segment is not None:
-            names.setdefault(m.segment, []).append(m.name)
-    head = ["#", "frame", "time", "dir", "flags", "seq", "ack", "len", "win", "tls", "note"]
-    rows = []
-    for s in conn.segments:
-        note = s.notes() if s.analysis or s.sack else []
+            names[m.segment] = names[m.segment] + ", " + m.name if m.segment in names else m.name
+    segs = conn.segments
+
+    def win(s: Segment) -> int:
+        return s.window if raw_window or s.scaled_window is None else s.scaled_window
+
+    def note(s: Segment) -> str:
+        parts = s.notes() if s.analysis or s.sack else []
         if s.truncated:
-            note.append("truncated")
+            parts.append("truncated")
         if s.length_from_frame:
-            note.append("IP length 0: length from the frame (TSO)")
-        win = s.window if raw_window or s.scaled_window is None else s.scaled_window
-        rows.append([
-            str(s.index), str(s.frame), f"{s.time:.6f}", s.direction, s.flags, str(s.rel_seq),
-            str(s.rel_ack) if s.has_ack else "", str(s.payload_len), str(win),
-            ", ".join(names.get(s.index, ())), ", ".join(note),
-        ])  # fmt: skip
-    return head, rows
+            parts.append("IP length 0: length from the frame (TSO)")
+        return ", ".join(parts)
+
+    # Column widths from the largest values, so rows can be written as they are made.
+    head = ["#", "frame", "time", "dir", "flags", "seq", "ack", "len", "win", "tls", "note"]
+    w = [len(h) for h in head]
+    if segs:
+        w[0] = max(w[0], len(str(len(segs) - 1)))
+        w[1] = max(w[1], len(str(max(s.frame for s in segs))))
+        w[2] = max(w[2], len(f"{max(s.time for s in segs):.6f}"))
+        w[3] = max(w[3], 4)
+        w[4] = max(w[4], max(len(s.flags) for s in segs))
+        w[5] = max(w[5], len(str(max(s.rel_seq for s in segs))))
+        w[6] = max(w[6], len(str(max(s.rel_ack for s in segs))))
+        w[7] = max(w[7], len(str(max(s.payload_len for s in segs))))
+        w[8] = max(w[8], len(str(max(win(s) for s in segs))))
+        w[9] = max([w[9], *(len(v) for v in names.values())])
+    fmt = "  ".join(f"{{:<{n}}}" for n in w[:10]) + "  {}"
+    yield _cut(fmt.format(*head).rstrip(), width)
+    yield _cut("  ".join("-" * n for n in w[:10]) + "  ----", width)
+    for s in segs:
+        line = fmt.format(
+            s.index, s.frame, f"{s.time:.6f}", s.direction, s.flags, s.rel_seq,
+            s.rel_ack if s.has_ack else "", s.payload_len, win(s), names.get(s.index, ""),
+            note(s) if s.analysis or s.sack or s.truncated or s.length_from_frame else "",
+        ).rstrip()  # fmt: skip
+        yield line if width is None or len(line) <= width else line[: max(1, width - 1)] + "…"
 
 
 def _table(head: list[str], rows: list[list[str]], width: int | None) -> Iterator[str]:
@@ -172,8 +195,7 @@ def describe(conn: Connection, *, width: int | None = 100, full: bool = False,
         width,
     )
     yield from _tcp_facts(conn, width)
-    head, rows = _segment_rows(conn, raw_window)
-    yield from _table(head, rows, width)
+    yield from _segment_lines(conn, raw_window, width)
     if conn.tls:
         yield from _tls_lines(conn, width)
     yield from _payload_section(conn, width, full)
