@@ -106,8 +106,8 @@ def make_bulk(path: Path, packets: int = 200_000) -> None:
     w.close()
 
 
-def _tls_streams(size: int, keylog: Path) -> tuple[bytes, bytes]:
-    """A real TLS 1.3 session over memory BIOs: (client bytes, server bytes) on the wire."""
+def _tls_flights(size: int, keylog: Path) -> list[tuple[int, bytes]]:
+    """A real TLS 1.3 session over memory BIOs: (0 client / 1 server, bytes) in wire order."""
     from labchat.certs import CA  # a throwaway lab CA and certificate, in memory
 
     ca = CA()
@@ -120,66 +120,58 @@ def _tls_streams(size: int, keylog: Path) -> tuple[bytes, bytes]:
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
     client = cctx.wrap_bio(c_in, c_out, server_hostname="localhost")
     server = sctx.wrap_bio(s_in, s_out, server_side=True)
-    wire_c, wire_s = bytearray(), bytearray()
+    flights: list[tuple[int, bytes]] = []
 
-    def pump() -> None:
-        a, b = c_out.read(), s_out.read()
-        wire_c.extend(a)
-        wire_s.extend(b)
-        s_in.write(a)
-        c_in.write(b)
+    def step(side, action) -> None:
+        try:
+            action()
+        except ssl.SSLWantReadError:
+            pass
+        out, peer_in = (c_out, s_in) if side is client else (s_out, c_in)
+        data = out.read()
+        if data:
+            flights.append((0 if side is client else 1, data))
+            peer_in.write(data)
 
-    for _ in range(10):
-        for side in (client, server):
-            try:
-                side.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-        pump()
-    client.write(b"GET /big HTTP/1.0\r\n\r\n")
-    pump()
-    server.read(100)
+    for _ in range(4):
+        step(client, client.do_handshake)
+        step(server, server.do_handshake)
+    step(client, lambda: client.write(b"GET /big HTTP/1.0\r\n\r\n"))
+    step(server, lambda: server.read(100))
     chunk = bytes(i % 251 for i in range(16384))
     sent = 0
     while sent < size:
-        server.write(chunk)
+        step(server, lambda: server.write(chunk))
         sent += len(chunk)
-        pump()
-        try:
-            while client.read(65536):
-                pass
-        except ssl.SSLWantReadError:
-            pass
-    return bytes(wire_c), bytes(wire_s)
+        step(client, lambda: client.read(65536))
+    return flights
 
 
 def make_tls(path: Path, keylog: Path, packets: int = 50_000) -> None:
     """One TLS 1.3 download, cut into MSS-sized segments, an ACK every second segment."""
     keylog.unlink(missing_ok=True)
-    client, server = _tls_streams(packets // 3 * 2 * MSS, keylog)
+    flights = _tls_flights(packets // 3 * 2 * MSS, keylog)
     w = _Writer(path)
     cport, sport, cisn, sisn = 40001, 443, 5000, 70000
     _handshake(w, cport, sport, cisn, sisn)
-    cseq, sseq = cisn + 1, sisn + 1
-    # The client's first flight, the server's handshake, the client's Finished and request:
-    # sent as they come (approximately: the client's bytes first, then the server's).
-    head = min(len(client), 2000)
-    w.write(_checksum_free_packet(_C, _S, cport, sport, cseq, sseq, 0x18, client[:head]))
-    cseq += head
+    seqs = [cisn + 1, sisn + 1]
+    ends = ((_C, _S, cport, sport), (_S, _C, sport, cport))
     n = 0
-    for off in range(0, len(server), MSS):
-        if w.count >= packets - 4:
-            break
-        piece = server[off : off + MSS]
-        w.write(_checksum_free_packet(_S, _C, sport, cport, sseq, cseq, 0x18, piece))
-        sseq += len(piece)
-        n += 1
-        if n % 2 == 0:
-            w.write(_checksum_free_packet(_C, _S, cport, sport, cseq, sseq, 0x10, b""))
-    if head < len(client):
-        rest = client[head:]
-        w.write(_checksum_free_packet(_C, _S, cport, sport, cseq, sseq, 0x18, rest))
-        cseq += len(rest)
+    for side, data in flights:
+        for off in range(0, len(data), MSS):
+            if w.count >= packets - 4:
+                break
+            piece = data[off : off + MSS]
+            src, dst, a, b = ends[side]
+            w.write(_checksum_free_packet(src, dst, a, b, seqs[side], seqs[1 - side], 0x18, piece))
+            seqs[side] += len(piece)
+            n += 1
+            if n % 2 == 0:  # the receiver acknowledges every second segment
+                src, dst, a, b = ends[1 - side]
+                w.write(
+                    _checksum_free_packet(src, dst, a, b, seqs[1 - side], seqs[side], 0x10, b"")
+                )
+    cseq, sseq = seqs
     w.write(_checksum_free_packet(_S, _C, sport, cport, sseq, cseq, 0x11, b""))
     w.write(_checksum_free_packet(_C, _S, cport, sport, cseq, sseq + 1, 0x11, b""))
     w.write(_checksum_free_packet(_S, _C, sport, cport, sseq + 1, cseq + 1, 0x10, b""))
