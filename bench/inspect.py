@@ -178,16 +178,16 @@ def make_tls(path: Path, keylog: Path, packets: int = 50_000) -> None:
     w.close()
 
 
-def measure(cmd: list[str]) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of one run of ``cmd``, output thrown away."""
+def measure(cmd: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS in MB) of one run of ``cmd``, output discarded."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode not in (0,):
-        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
-    return elapsed, usage.ru_maxrss / 1024
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {code}")
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def run(runs: int, keep: Path | None) -> dict:
@@ -229,16 +229,27 @@ def run(runs: int, keep: Path | None) -> dict:
         },
     }
     out: dict = {"runs": runs, "machine": {"nproc": os.cpu_count()}, "captures": {}}
+    out["machine"]["load_before"] = os.getloadavg()[0]
     for name, commands in cases.items():
         path = bulk if name == "bulk-200k" else tls
+        samples: dict[str, list[tuple[float, float, float]]] = {k: [] for k in commands}
+        # Interleaved (A B A B ...), so a busy moment slows every command, not just one.
+        for _ in range(runs):
+            for label, cmd in commands.items():
+                samples[label].append(measure(cmd))
+        reference = next(k for k in commands if k.startswith("tshark"))
         rows = {}
-        for label, cmd in commands.items():
-            samples = [measure(cmd) for _ in range(runs)]
+        for label, got in samples.items():
+            ratios = [g[0] / r[0] for g, r in zip(got, samples[reference], strict=True)]
             rows[label] = {
-                "seconds": round(statistics.median(s for s, _ in samples), 3),
-                "rss_mb": round(statistics.median(m for _, m in samples), 1),
+                "seconds": round(statistics.median(g[0] for g in got), 3),
+                "cpu_seconds": round(statistics.median(g[1] for g in got), 3),
+                "rss_mb": round(statistics.median(g[2] for g in got), 1),
+                f"x {reference}": round(statistics.median(ratios), 2),
             }
-        out["captures"][name] = {"bytes": path.stat().st_size, "commands": rows}
+        out["captures"][name] = {"bytes": path.stat().st_size, "reference": reference,
+                                 "commands": rows}  # fmt: skip
+    out["machine"]["load_after"] = os.getloadavg()[0]
     if keep is None:
         shutil.rmtree(work)
     return out
@@ -250,10 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, help="make (or reuse) the captures in this directory")
     args = p.parse_args(argv)
     result = run(args.runs, args.keep)
+    m = result["machine"]
+    print(f"load average {m['load_before']:.1f} before, {m['load_after']:.1f} after")
     for name, cap in result["captures"].items():
-        print(f"{name} ({cap['bytes'] / 1e6:.1f} MB)")
+        print(f"{name} ({cap['bytes'] / 1e6:.1f} MB); ratio: wall time / {cap['reference']}")
         for label, r in cap["commands"].items():
-            print(f"  {label:<42} {r['seconds']:>7.2f} s  {r['rss_mb']:>7.1f} MB")
+            ratio = r[f"x {cap['reference']}"]
+            print(f"  {label:<42} {r['seconds']:>7.2f} s  cpu {r['cpu_seconds']:>6.2f} s  "
+                  f"{r['rss_mb']:>6.1f} MB  x{ratio:.2f}")  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "inspect.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0
