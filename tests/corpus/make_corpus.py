@@ -503,10 +503,9 @@ def imap_starttls(certs: dict[str, Path]) -> None:
 
 def lossy_transfer() -> None:
     sys.path.insert(0, str(ROOT))
-    try:
-        from labchat.capture.netns import LabNetwork, Shaping  # after the capture package split
-    except ImportError:
-        from labchat.netns import LabNetwork, Shaping
+    from labchat.capture.netns import LabNetwork
+    from labchat.capture.shaping import Shaping
+
     port = 7100
     size = 1024 * 1024
     with LabNetwork(Shaping(rate="40mbit", loss_percent=3.0), port=port) as net:
