@@ -16,7 +16,7 @@ from typing import Any
 from .capture import Capture
 from .connection import Connection
 from .facts import C2S, S2C, Segment
-from .summary import tls_round_trips
+from .summary import message_details, tls_round_trips, wire_state
 
 __all__ = ["SCHEMA", "describe", "flag_counts", "json_document", "payload_lines"]
 
@@ -250,14 +250,8 @@ def _tls_lines(conn: Connection, width: int | None) -> Iterator[str]:
     head = ["frame", "time", "dir", "record", "message", "on the wire", "details"]
     rows = []
     for m in conn.tls_messages():
-        details = []
-        for k, v in m.fields.items():
-            if isinstance(v, (list, tuple)):
-                v = ", ".join(str(x) for x in v[:6]) + (" ..." if len(v) > 6 else "")
-            details.append(f"{k}: {v}")
-        state = "decrypted" if m.decrypted else ("encrypted" if m.encrypted else "clear")
-        rows.append([str(m.frame), f"{m.time:.6f}", m.direction, m.record_type, m.name, state,
-                     "; ".join(details)])  # fmt: skip
+        rows.append([str(m.frame), f"{m.time:.6f}", m.direction, m.record_type, m.name,
+                     wire_state(m), message_details(m)])  # fmt: skip
     yield from _table(head, rows, width)
 
 

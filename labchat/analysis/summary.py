@@ -6,7 +6,13 @@ from .connection import Connection
 from .facts import C2S, S2C, TLSMessage
 from .table import Table
 
-__all__ = ["first_application_data", "tls_round_trips", "tls_summary"]
+__all__ = [
+    "first_application_data",
+    "message_details",
+    "tls_round_trips",
+    "tls_summary",
+    "wire_state",
+]
 
 # Server messages the client waits for before it may continue (so each server flight holding
 # one completes a round trip). A TLS 1.3 NewSessionTicket alone is post-handshake: not waited for.
@@ -110,18 +116,28 @@ def tls_round_trips(conn: Connection) -> int:
     return trips
 
 
+def message_details(m: TLSMessage) -> str:
+    """A message's fields on one line: ``"version: TLS 1.3; cipher_suite: ..."``."""
+    details = []
+    for k, v in m.fields.items():
+        if isinstance(v, (list, tuple)):
+            v = ", ".join(str(x) for x in v[:6]) + (" ..." if len(v) > 6 else "")
+        details.append(f"{k}: {v}")
+    return "; ".join(details)
+
+
+def wire_state(m: TLSMessage) -> str:
+    """``"clear"``, ``"encrypted"`` or ``"decrypted"``: how the message travelled and was read."""
+    if not m.encrypted:
+        return "clear"
+    return "decrypted" if m.decrypted else "encrypted"
+
+
 def tls_summary(conn: Connection) -> Table:
     """One row per TLS message: when, which way, what, and the fields worth knowing."""
     rows = []
     for m in conn.tls_messages():
-        details = []
-        for k, v in m.fields.items():
-            if isinstance(v, (list, tuple)):
-                v = ", ".join(str(x) for x in v[:6]) + (" ..." if len(v) > 6 else "")
-            details.append(f"{k}: {v}")
-        state = "clear"
-        if m.encrypted:
-            state = "decrypted" if m.decrypted else "encrypted"
+        state = wire_state(m)
         rows.append(
             {
                 "time": round(m.time, 6),
@@ -130,7 +146,7 @@ def tls_summary(conn: Connection) -> Table:
                 "record": m.record_type,
                 "message": m.name,
                 "on the wire": state,
-                "details": "; ".join(details),
+                "details": message_details(m),
             }
         )
     return Table(rows, ["time", "segment", "dir", "record", "message", "on the wire", "details"])

@@ -326,6 +326,15 @@ def http_v4_v6(tmp: Path) -> None:
     _stop(server)
 
 
+def _curl_https(certs: dict[str, Path], keys: Path, name: str, *via: str) -> None:
+    """curl one file from the TLS server (maybe through a proxy), its keys into ``keys``."""
+    subprocess.run(
+        ["curl", "-s", "-o", os.devnull, "--cacert", str(certs["ca"]), *via,
+         f"https://localhost:{TLS_PORT}/{name}"],
+        env=dict(os.environ, SSLKEYLOGFILE=str(keys)), check=True, timeout=30,
+    )  # fmt: skip
+
+
 def tls_download(certs: dict[str, Path], tmp: Path) -> None:
     keys = HERE / "tls-download.keys.log"
     keys.unlink(missing_ok=True)
@@ -336,20 +345,7 @@ def tls_download(certs: dict[str, Path], tmp: Path) -> None:
     try:
         with Dumpcap(HERE / "tls-download.pcapng"):
             server = _s_server(certs, "-WWW", "-naccept", "1", "-tls1_3", cwd=www)
-            subprocess.run(
-                [
-                    "curl",
-                    "-s",
-                    "-o",
-                    os.devnull,
-                    "--cacert",
-                    str(certs["ca"]),
-                    f"https://localhost:{TLS_PORT}/big.bin",
-                ],
-                env=dict(os.environ, SSLKEYLOGFILE=str(keys)),
-                check=True,
-                timeout=30,
-            )
+            _curl_https(certs, keys, "big.bin")
             _stop(server)
     finally:
         subprocess.run(["ip", "link", "set", "lo", "mtu", "65536"], check=True)
@@ -429,30 +425,12 @@ def proxied(certs: dict[str, Path], name: str, tmp: Path) -> None:
         else:
             listener, thread = _proxy(SOCKS_PORT, _socks5_handshake)
             via = ["--socks5-hostname", f"127.0.0.1:{SOCKS_PORT}"]
-        subprocess.run(
-            [
-                "curl",
-                "-s",
-                "-o",
-                os.devnull,
-                "--cacert",
-                str(certs["ca"]),
-                *via,
-                f"https://localhost:{TLS_PORT}/index.txt",
-            ],
-            env=dict(os.environ, SSLKEYLOGFILE=str(keys)),
-            check=True,
-            timeout=30,
-        )
+        _curl_https(certs, keys, "index.txt", *via)
         thread.join(timeout=10)
         listener.close()
         # Then once without the proxy: its tcp.stream number shows whether the proxy's
         # dissector in tshark used one up (SOCKS on 1080 does).
-        subprocess.run(
-            ["curl", "-s", "-o", os.devnull, "--cacert", str(certs["ca"]),
-             f"https://localhost:{TLS_PORT}/index.txt"],
-            env=dict(os.environ, SSLKEYLOGFILE=str(keys)), check=True, timeout=30,
-        )  # fmt: skip
+        _curl_https(certs, keys, "index.txt")
         _stop(server)
 
 
