@@ -11,7 +11,7 @@ Each command runs in its own process; its wall time and peak RSS (``wait4``'s ru
 the median of ``--runs`` runs. The issue-16 targets: 200,000 packets in under 10 s and under
 400 MB; the TLS connection in under 5 s.
 
-    python -m bench.inspect [--runs 3] [--keep DIR]
+    python -m bench.inspect [--runs 3] [--keep DIR] [--only bulk-200k|tls-50k]
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def measure(cmd: list[str]) -> tuple[float, float, float]:
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def run(runs: int, keep: Path | None) -> dict:
+def run(runs: int, keep: Path | None, only: str | None = None) -> dict:
     work = keep or Path(tempfile.mkdtemp(prefix="labchat-bench-inspect-"))
     work.mkdir(parents=True, exist_ok=True)
     bulk, tls, keys = work / "bulk-200k.pcap", work / "tls-50k.pcap", work / "tls-50k.keys.log"
@@ -231,6 +231,8 @@ def run(runs: int, keep: Path | None) -> dict:
     out: dict = {"runs": runs, "machine": {"nproc": os.cpu_count()}, "captures": {}}
     out["machine"]["load_before"] = os.getloadavg()[0]
     for name, commands in cases.items():
+        if only is not None and name != only:
+            continue
         path = bulk if name == "bulk-200k" else tls
         samples: dict[str, list[tuple[float, float, float]]] = {k: [] for k in commands}
         # Interleaved (A B A B ...), so a busy moment slows every command, not just one.
@@ -259,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--keep", type=Path, help="make (or reuse) the captures in this directory")
+    p.add_argument("--only", choices=["bulk-200k", "tls-50k"], help="one capture only")
     args = p.parse_args(argv)
-    result = run(args.runs, args.keep)
+    result = run(args.runs, args.keep, args.only)
     m = result["machine"]
     print(f"load average {m['load_before']:.1f} before, {m['load_after']:.1f} after")
     for name, cap in result["captures"].items():
@@ -270,7 +273,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {label:<42} {r['seconds']:>7.2f} s  cpu {r['cpu_seconds']:>6.2f} s  "
                   f"{r['rss_mb']:>6.1f} MB  x{ratio:.2f}")  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "inspect.json").write_text(json.dumps(result, indent=2) + "\n")
+    path = RESULTS / "inspect.json"
+    if args.only and path.exists():  # keep the other capture's figures from the last run
+        previous = json.loads(path.read_text())
+        previous["captures"].update(result["captures"])
+        previous.setdefault("machine_by_capture", {})[args.only] = result["machine"]
+        result = previous
+    path.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 
