@@ -1,7 +1,7 @@
-"""labchat.analysis against tshark, frame by frame and TLS record by TLS record.
+"""labchat (its `inspect --json` document) against tshark, frame by frame, record by record.
 
-Used by tests/test_corpus.py (the project's own captures, in CI) and by bench/inspect.py
-(captures from anywhere, locally). For every TCP frame: tcp.stream, the flag bits, relative
+Used by tests/test_corpus.py (the project's own captures, in CI) and locally on captures
+from anywhere. For every TCP frame: tcp.stream, the flag bits, relative
 seq and ack, tcp.len, the window (scaled, tshark's tcp.window_size), every tcp.analysis flag,
 the duplicate-ACK number and the SACK edges. For every frame with TLS: the record content
 types in order (decrypted inner types where a key log opens them), TLS 1.3's opaque types,
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labchat.analysis import Capture, load
+from labchat.analysis.report import json_document
 
 __all__ = ["ANALYSIS_FLAGS", "Agreement", "compare", "ours", "tshark"]
 
@@ -177,31 +178,40 @@ def tshark(
     return frames
 
 
+_FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20, "E": 0x40,
+              "C": 0x80, "N": 0x100}  # fmt: skip
+
+
 def ours(cap: Capture) -> dict[int, dict]:
-    """labchat's view of the same fields, frame number -> fields."""
+    """labchat's view of the same fields, frame number -> fields.
+
+    What the ``labchat inspect --json`` document holds is taken from that document (stream,
+    flags, seq, ack, len, win, analysis, the TLS message types and alerts), so the
+    comparison checks the JSON itself; the rest (duplicate-ACK numbers, SACK edges, TLS
+    records) from the analysis objects.
+    """
+    doc = json_document(cap)
     frames: dict[int, dict] = {}
-    for conn in cap.connections():
-        info = conn.tls_info
-        tls13 = info is not None and info.version == "TLS 1.3"
-        for s in conn.segments:
-            frames[s.frame] = {
-                "stream": conn.stream,
-                "flags": s.flag_bits & 0xFFF,
-                "seq": s.rel_seq,
-                "ack": s.rel_ack if s.has_ack else None,
-                "len": s.payload_len,
-                "win": s.scaled_window if s.scaled_window is not None else s.window,
-                "analysis": set(s.analysis),
+    for conn, jconn in zip(cap.connections(), doc["connections"], strict=True):
+        for s, js in zip(conn.segments, jconn["segments"], strict=True):
+            frames[js["frame"]] = {
+                "stream": jconn["stream"],
+                # tshark's tcp.flags also holds the 3 reserved bits the letters cannot say.
+                "flags": sum(_FLAG_BITS[ch] for ch in js["flags"] if ch != ".")
+                | (s.flag_bits & 0xE00),
+                "seq": js["seq"],
+                "ack": js["ack"],
+                "len": js["len"],
+                "win": js["win"],
+                "analysis": set(js["analysis"]),
                 "dup": s.dup_ack_num,
                 "sack": s.sack,
-                "content": [],
-                "opaque": [],
-                "length": [],
-                "handshake": [],
-                "alert": [],
-            }
-        if info is None:
+                "content": [], "opaque": [], "length": [], "handshake": [], "alert": [],
+            }  # fmt: skip
+        info = conn.tls_info
+        if info is None or jconn["tls"] is None:
             continue
+        tls13 = info.version == "TLS 1.3"
         for r in info.records:
             f = frames[r.frame]
             f["length"].append(r.length)
@@ -214,13 +224,11 @@ def ours(cap: Capture) -> dict[int, dict]:
                 if r.inner_type is not None and tls13:
                     f["opaque"].append(r.content_type)
                 f["content"].append(r.inner_type if r.inner_type is not None else r.content_type)
-        for m in info.messages:
-            if m.frame is None:
-                continue
-            if m.name in _HS_CODES and (m.decrypted or not m.encrypted):
-                frames[m.frame]["handshake"].append(_HS_CODES[m.name])
-            elif m.name == "Alert" and "code" in m.fields:
-                frames[m.frame]["alert"].append(m.fields["code"])
+        for m in jconn["tls"]["messages"]:
+            if m["type"] in _HS_CODES and (m["decrypted"] or not m["encrypted"]):
+                frames[m["frame"]]["handshake"].append(_HS_CODES[m["type"]])
+            elif m["type"] == "Alert" and "code" in m["fields"]:
+                frames[m["frame"]]["alert"].append(m["fields"]["code"])
     return frames
 
 
