@@ -38,6 +38,7 @@ from .modes import (
     CaptureError,
     CaptureMode,
     detect_mode,
+    probe_modes,
     reference_dir,
 )
 from .pcapng import strip_secrets, write_pcapng
@@ -58,6 +59,7 @@ __all__ = [
     "detect_mode",
     "libpcap_available",
     "load_reference",
+    "probe_modes",
     "reference_dir",
     "run_scenario",
     "run_scenarios",

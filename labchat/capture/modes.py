@@ -40,6 +40,7 @@ __all__ = [
     "host_unavailable",
     "offline_unavailable",
     "private_unavailable",
+    "probe_modes",
     "probe_private_namespace",
     "read_sysctl",
     "reference_dir",
@@ -231,6 +232,15 @@ _WHY_CHOSEN = {
     "host": "host loopback with capture rights",
     "offline": "the shipped reference captures",
 }
+
+
+def probe_modes() -> dict[str, str | None]:
+    """Try every capture mode here, whatever ``LABCHAT_CAPTURE_MODE`` says (`labchat doctor`).
+
+    Returns:
+        Mode name -> why it cannot be used here, or None if it can; in `detect_mode`'s order.
+    """
+    return {name: check() for name, check in _CHECKS.items()}
 
 
 def detect_mode(
