@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import resources
+
 __all__ = [
     "CAPTURES_ENV",
     "DEFAULT_PORT",
@@ -203,9 +205,9 @@ def host_unavailable() -> str | None:
 
 
 def reference_dir() -> Path:
-    """The directory holding the shipped reference captures (``captures/``)."""
+    """The directory holding the shipped reference captures (in the wheel or the checkout)."""
     env = os.environ.get(CAPTURES_ENV)
-    return Path(env) if env else PROJECT_ROOT / "captures"
+    return Path(env) if env else resources.captures_dir()
 
 
 def offline_unavailable(scenario: str | None = None) -> str | None:
