@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 JUPYTER_PORT ?= 8888
 
-.PHONY: setup lab test lint demo captures bench clean student
+.PHONY: setup lab test lint demo captures bench clean student hub-deps
 
 # Create the venv if missing and install labchat with its test extras.
 # Re-runs only when pyproject.toml changes.
@@ -67,3 +67,12 @@ bench: setup
 STUDENT_DIR ?= student
 student: setup
 	$(PY) -m labchat.classroom.edition $(STUDENT_DIR)
+
+# configurable-http-proxy, the proxy in front of JupyterHub, from npm into hub/node_modules
+# (versions pinned in hub/package-lock.json). tests/test_jupyterhub.py and a class server use
+# it (docs/classroom.md). Needs node 20+ and npm.
+hub-deps: hub/node_modules/.bin/configurable-http-proxy
+
+hub/node_modules/.bin/configurable-http-proxy: hub/package.json hub/package-lock.json
+	npm ci --prefix hub --no-audit --no-fund --loglevel=error
+	@touch $@
