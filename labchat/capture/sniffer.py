@@ -32,7 +32,7 @@ __all__ = ["Sniffer", "libpcap_available", "load_layers", "quiet_scapy"]
 # wait could lose the last FIN/ACK.
 _QUIET_S = 0.25
 _DRAIN_MAX_S = 2.0
-_START_TIMEOUT_S = 5.0
+_START_TIMEOUT_S = 30.0  # a sniffer starts in milliseconds; 30 s is for a crowded machine
 
 
 def libpcap_available() -> bool:
