@@ -124,7 +124,9 @@ class HubClient:
 
         self.url = url.rstrip("/")
         self.token = token
-        self._http = AsyncHTTPClient(force_instance=True)
+        # tornado queues requests beyond max_clients (10 by default) and counts the wait in
+        # the request's timeout: a class of 30 starting at once must not queue.
+        self._http = AsyncHTTPClient(force_instance=True, max_clients=1000)
 
     async def __aenter__(self) -> HubClient:
         return self
