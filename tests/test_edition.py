@@ -66,7 +66,8 @@ def test_student_edition_of_a_lab_notebook_keeps_questions_and_checks_but_no_ans
     assert all(
         not c.outputs and c.execution_count is None for c in student.cells if c.cell_type == "code"
     )
-    assert student.metadata["labchat"] == {"edition": "student"}
+    assert student.metadata["labchat"]["edition"] == "student"
+    assert student.metadata["labchat"]["objectives"] == source.metadata["labchat"]["objectives"]
 
 
 def test_student_edition_removes_answer_cells_outputs_attachments_and_solutions():

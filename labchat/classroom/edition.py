@@ -32,6 +32,7 @@ __all__ = [
     "lint",
     "main",
     "secret_lines",
+    "strip_answer",
     "student_notebook",
     "write_student_edition",
 ]
@@ -54,6 +55,11 @@ class EditionError(RuntimeError):
 def cell_tags(cell: Any) -> list[str]:
     """The tags of a notebook cell (an empty list if it has none)."""
     return list(cell.get("metadata", {}).get("tags", []))
+
+
+def strip_answer(source: str) -> str:
+    """A markdown answer cell's source without its ``<details>`` answers: the question."""
+    return _DETAILS.sub("", source).rstrip() + "\n" if _DETAILS.search(source) else ""
 
 
 def _strings(node: Any) -> Iterator[str]:
@@ -145,7 +151,8 @@ def student_notebook(nb: Any, *, keep_outputs: bool = False) -> Any:
 
     Returns:
         The student edition: ``answer`` cells without their answers, ``solution`` cells
-        emptied, every ``check`` cell as it was, ``metadata.labchat.edition = "student"``.
+        emptied, every ``check`` cell as it was, ``metadata.labchat.edition = "student"``
+        (the rest of ``metadata.labchat``, objectives and minutes, stays).
     """
     out = copy.deepcopy(nb)
     cells = []
@@ -154,10 +161,10 @@ def student_notebook(nb: Any, *, keep_outputs: bool = False) -> Any:
         if ANSWER in tags:
             if cell.cell_type == "code":
                 continue
-            question = _DETAILS.sub("", cell.source) if _DETAILS.search(cell.source) else ""
+            question = strip_answer(cell.source)
             if not question.strip():
                 continue
-            cell.source = question.rstrip() + "\n"
+            cell.source = question
             cell.metadata["tags"] = [t for t in tags if t != ANSWER]
             if not cell.metadata["tags"]:
                 del cell.metadata["tags"]
@@ -175,7 +182,7 @@ def student_notebook(nb: Any, *, keep_outputs: bool = False) -> Any:
                 cell.execution_count = None
         cells.append(cell)
     out.cells = cells
-    out.metadata["labchat"] = {"edition": "student"}
+    out.metadata["labchat"] = {**out.metadata.get("labchat", {}), "edition": "student"}
     return out
 
 
@@ -184,7 +191,8 @@ def lint(nb: Any) -> list[str]:
 
     Checks: every markdown cell with a ``<details>`` answer is tagged ``answer``; ``solution``
     and ``check`` cells are code cells; no cell is both an answer and a solution or check;
-    every solution cell has a check cell after it.
+    every solution cell has a check cell after it; learning objectives, where the notebook
+    has them, map every exercise and only real ones.
     """
     problems = []
     pending_solution: int | None = None
@@ -204,6 +212,22 @@ def lint(nb: Any) -> list[str]:
             pending_solution = None
     if pending_solution is not None:
         problems.append(f"cell {pending_solution}: a {SOLUTION!r} cell with no {CHECK!r} after it")
+    return problems + _lint_objectives(nb)
+
+
+def _lint_objectives(nb: Any) -> list[str]:
+    """Objectives (``metadata.labchat.objectives``), if given, name real exercises, all of them."""
+    from .worksheet import exercises
+
+    objectives = nb.metadata.get("labchat", {}).get("objectives")
+    if objectives is None:
+        return []
+    numbers = {n for n, _ in exercises(nb)}
+    mapped = {e for o in objectives for e in o.get("exercises", [])}
+    problems = [
+        f"objectives name exercise {e}, which does not exist" for e in sorted(mapped - numbers)
+    ]
+    problems += [f"exercise {e} is in no objective" for e in sorted(numbers - mapped)]
     return problems
 
 
