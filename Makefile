@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 JUPYTER_PORT ?= 8888
 
-.PHONY: setup lab test lint demo captures bench clean student hub-deps
+.PHONY: setup lab test lint demo captures bench clean student worksheets hub-deps
 
 # Create the venv if missing and install labchat with its test extras.
 # Re-runs only when pyproject.toml changes.
@@ -67,6 +67,13 @@ bench: setup
 STUDENT_DIR ?= student
 student: setup
 	$(PY) -m labchat.classroom.edition $(STUDENT_DIR)
+
+# One printable page per notebook (objectives, time, the questions, room to answer) in
+# worksheets/ (WORKSHEET_DIR=...): HTML, and PDF too where chromium is installed.
+WORKSHEET_DIR ?= worksheets
+worksheets: setup
+	$(PY) -m labchat.classroom.worksheet $(WORKSHEET_DIR) \
+		$(if $(shell command -v chromium || command -v chromium-browser),--pdf)
 
 # configurable-http-proxy, the proxy in front of JupyterHub, from npm into hub/node_modules
 # (versions pinned in hub/package-lock.json). tests/test_jupyterhub.py and a class server use

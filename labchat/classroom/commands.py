@@ -77,6 +77,10 @@ def cmd_student_edition(args: argparse.Namespace) -> int:
     written = write_student_edition(
         args.out, args.notebooks or None, keep_outputs=args.keep_outputs
     )
+    if args.worksheets:
+        from .worksheet import write_worksheets
+
+        written += write_worksheets(args.out, args.notebooks or None)
     for path in written:
         print(path)
     return 0
@@ -160,6 +164,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     student.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="default: the lab's")
     student.add_argument(
         "--keep-outputs", action="store_true", help="keep the outputs of ordinary cells"
+    )
+    student.add_argument(
+        "--worksheets", action="store_true", help="also a printable worksheet per notebook"
     )
     student.set_defaults(func=cmd_student_edition)
 
