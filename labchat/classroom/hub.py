@@ -49,6 +49,8 @@ def hub_config(
     bind_url: str = "http://:8000",
     state_dir: str | Path = "/srv/labchat-hub",
     edition: str = "student",
+    ssl_cert: str | Path | None = None,
+    ssl_key: str | Path | None = None,
 ) -> str:
     """The ``jupyterhub_config.py`` of a labchat class server.
 
@@ -62,6 +64,8 @@ def hub_config(
         bind_url: where the Hub listens (put TLS in front of it, or set ssl_cert/ssl_key).
         state_dir: the Hub's database, cookie secret and proxy pid file (root only).
         edition: ``student`` (answers removed) or ``teacher``.
+        ssl_cert: the Hub's TLS certificate (students type their passwords into it).
+        ssl_key: its private key.
 
     Returns:
         The configuration file's text.
@@ -71,13 +75,18 @@ def hub_config(
     argv = [*command, "lab", "--hub", *(["--student"] if edition == "student" else []), WORKDIR]
     argv.append("--jupyter")  # last: the spawner's own arguments (Spawner.args) follow it
     state = Path(state_dir)
+    tls = ""
+    if ssl_cert or ssl_key:
+        tls = (
+            f"c.JupyterHub.ssl_cert = {str(ssl_cert)!r}\nc.JupyterHub.ssl_key = {str(ssl_key)!r}\n"
+        )
     return f"""\
 # jupyterhub_config.py for a labchat class (docs/classroom.md). Run as root:
 #     jupyterhub -f jupyterhub_config.py
 c = get_config()  # noqa: F821 - JupyterHub provides it
 
 c.JupyterHub.bind_url = {bind_url!r}
-c.JupyterHub.db_url = "sqlite:///{state / "jupyterhub.sqlite"}"
+{tls}c.JupyterHub.db_url = "sqlite:///{state / "jupyterhub.sqlite"}"
 c.JupyterHub.cookie_secret_file = {str(state / "jupyterhub_cookie_secret")!r}
 c.ConfigurableHTTPProxy.pid_file = {str(state / "jupyterhub-proxy.pid")!r}
 c.ConfigurableHTTPProxy.command = [{str(proxy)!r}]
@@ -266,3 +275,43 @@ async def check_class(
     )
     results = await asyncio.gather(*runs, return_exceptions=True)
     return dict(zip(students, results, strict=True))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m labchat.classroom.hub --students ana ben ...``: print a jupyterhub_config.py."""
+    import argparse
+    import shutil
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m labchat.classroom.hub", description="Print a jupyterhub_config.py."
+    )
+    parser.add_argument("--students", nargs="*", default=[], metavar="NAME")
+    parser.add_argument("--admins", nargs="*", default=[], metavar="NAME")
+    parser.add_argument("--bind-url", default="http://:8000")
+    parser.add_argument("--state-dir", default="/srv/labchat-hub")
+    parser.add_argument("--proxy", default=shutil.which("configurable-http-proxy"))
+    parser.add_argument("--ssl-cert")
+    parser.add_argument("--ssl-key")
+    parser.add_argument("--edition", choices=("student", "teacher"), default="student")
+    args = parser.parse_args(argv)
+    labchat = Path(sys.executable).parent / "labchat"
+    print(
+        hub_config(
+            labchat=labchat,
+            proxy=args.proxy or "configurable-http-proxy",
+            students=args.students,
+            admins=args.admins,
+            bind_url=args.bind_url,
+            state_dir=args.state_dir,
+            edition=args.edition,
+            ssl_cert=args.ssl_cert,
+            ssl_key=args.ssl_key,
+        ),
+        end="",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
