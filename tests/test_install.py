@@ -22,6 +22,10 @@ from labchat.jupyter import JupyterLab, free_port, isolated_env
 
 NOBODY = 65534
 
+# Building the wheel and installing it with its dependencies (from pip's cache) takes a minute
+# or two on a loaded 2-core machine; it counts against the first test that needs the venv.
+pytestmark = pytest.mark.timeout(600)
+
 
 def labchat_cmd(venv: Path) -> list[str]:
     """The installed ``labchat`` command (the teacher's subcommands until they are wired)."""
