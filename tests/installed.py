@@ -70,15 +70,46 @@ def public_tempdir(prefix: str) -> Path:
     return path
 
 
+#: Not part of a source tree to build from (setuptools would pack a stale build/lib too).
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "node_modules",
+    "__pycache__",
+    ".*_cache",
+    "certs",
+    "student",
+    "worksheets",
+)
+
+
 def build_wheel(out: Path) -> Path:
-    """``pip wheel`` this checkout into `out`; the wheel's path."""
+    """``pip wheel`` a clean copy of this checkout into `out`; the wheel's path."""
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(REPO)],
-        check=True,
-        capture_output=True,
-        timeout=INSTALL_TIMEOUT,
-    )
+    with tempfile.TemporaryDirectory(prefix="labchat-src-") as tmp:
+        src = Path(tmp) / "labchat"
+        shutil.copytree(REPO, src, ignore=_NOT_SOURCE)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "-w",
+                str(out),
+                str(src),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
+        )
+    if proc.returncode != 0:
+        raise RuntimeError(f"pip wheel failed:\n{proc.stderr[-3000:]}")
     (wheel,) = out.glob("labchat-*.whl")
     return wheel
 
