@@ -83,6 +83,7 @@ _NOT_SOURCE = shutil.ignore_patterns(
     "certs",
     "student",
     "worksheets",
+    "demo",  # make demo writes captures/demo: not a reference capture
 )
 
 
