@@ -66,7 +66,7 @@ bench: setup
 # in student/ (STUDENT_DIR=...): hand that folder out. notebooks/README.md has the convention.
 STUDENT_DIR ?= student
 student: setup
-	$(PY) -m labchat.classroom.edition $(STUDENT_DIR)
+	$(PY) -m labchat student-edition $(STUDENT_DIR)
 
 # One printable page per notebook (objectives, time, the questions, room to answer) in
 # worksheets/ (WORKSHEET_DIR=...): HTML, and PDF too where chromium is installed.

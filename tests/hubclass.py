@@ -143,9 +143,12 @@ def trial_hub(
         token = secrets.token_hex(32)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        labchat_cmd = [str(venv / "bin" / "python"), "-m", "labchat.classroom.commands"]
         config = hub_config(
-            labchat=labchat_cmd, proxy=proxy, students=names, bind_url=url, state_dir=state
+            labchat=venv / "bin" / "labchat",
+            proxy=proxy,
+            students=names,
+            bind_url=url,
+            state_dir=state,
         )
         config += service_config(SERVICE, token)
         config += (

@@ -28,8 +28,8 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def labchat_cmd(venv: Path) -> list[str]:
-    """The installed ``labchat`` command (the teacher's subcommands until they are wired)."""
-    return [str(venv / "bin" / "python"), "-m", "labchat.classroom.commands"]
+    """The installed ``labchat`` command."""
+    return [str(venv / "bin" / "labchat")]
 
 
 @pytest.fixture(scope="module")

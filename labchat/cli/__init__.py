@@ -9,6 +9,7 @@
 ``capture``     ``labchat capture``, and ``python -m labchat.capture.network``
 ``inspect``     ``labchat inspect``
 ``demo``        ``labchat demo``
+``classroom``   ``labchat doctor``, ``lab``, ``student-edition``, ``check``
 ``common``      options and the password prompt several subcommands share
 ==============  ===========================================================================
 

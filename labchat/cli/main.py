@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "capture": ("capture",),
     "inspect": ("inspect",),
     "demo": ("demo",),
+    "classroom": ("doctor", "lab", "student-edition", "check"),
 }
 
 

@@ -1,61 +1,82 @@
-"""The teacher's subcommands: ``doctor``, ``lab``, ``student-edition`` and ``check``.
+"""The teacher's subcommands: ``labchat doctor``, ``lab``, ``student-edition`` and ``check``.
 
-`register` adds them to the ``labchat`` command's subparsers. Each handler returns an exit
-code (0 done, 1 something the lab needs is missing or failed) or raises: `UsageError` for what
-the command line asks wrongly, `LaunchError`, `EditionError`, `OSError` at run time; the
-``labchat`` command prints those as one ``labchat: error: ...`` line.
+Thin shells around `labchat.doctor` and `labchat.classroom`: each parses, calls the package,
+prints, and raises `CommandError` (exit 1) when the lab is not ready or a run failed, or
+`UsageError` (exit 2) for what the command line asks wrongly.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from ..server import DEFAULT_USERS
+from labchat.server import DEFAULT_USERS
+
+from .errors import CommandError, UsageError, port
 
 __all__ = ["cmd_check", "cmd_doctor", "cmd_lab", "cmd_student_edition", "register"]
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    """``labchat doctor``: the table (or JSON); exit 1 if the lab cannot run here."""
-    from .. import doctor
+# --------------------------------------------------------------------------- doctor
+
+
+def _fix_capture() -> int:
+    from labchat import doctor
 
     probes = doctor.Probes()
+    why = probes.modes().get("private")
+    result = doctor.fix_capture(sysctl=probes.sysctl, private_why=why)
+    print(result.text)
+    if why is None:
+        return 0
+    if not result.applied:
+        raise CommandError("private capture is not fixed yet: see what to do above")
+    after = probes.modes().get("private")
+    if after is not None:
+        raise CommandError(f"the profile is loaded, but private capture still fails: {after}")
+    print("capture private: available")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """``labchat doctor``: the table (or JSON); exit 1 if the lab cannot run here."""
+    from labchat import doctor
+
     if args.fix_capture:
-        why = probes.modes().get("private")
-        result = doctor.fix_capture(sysctl=probes.sysctl, private_why=why)
-        print(result.text)
-        if result.applied:
-            after = probes.modes().get("private")
-            print(f"capture private: {'available' if after is None else after}")
-            return 0 if after is None else 1
-        return 0 if why is None else 1
-    report = doctor.diagnose(
-        certs=args.certs, users=args.users, lab_only=args.lab_only, probes=probes
-    )
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        print(report.table())
-    failed = not report.ok or (args.strict and report.warnings)
-    return 1 if failed else 0
+        return _fix_capture()
+    report = doctor.diagnose(certs=args.certs, users=args.users, lab_only=args.lab_only)
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.table(), flush=True)
+    if not report.ok:
+        failed = ", ".join(f.check for f in report.findings if f.status == doctor.FAIL)
+        raise CommandError(f"the lab cannot run here: {failed} (the fix is under each)")
+    if args.strict and report.warnings:
+        warned = ", ".join(f.check for f in report.warnings)
+        raise CommandError(f"warnings with --strict: {warned}")
+    return 0
+
+
+# --------------------------------------------------------------------------- lab
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
     """``labchat lab [DIR]``: copy the missing notebooks into DIR, then become JupyterLab."""
-    from .launch import jupyter_argv, prepare_workdir, run
+    import sys
 
-    argv = jupyter_argv(  # first: refuses root before anything is written
-        args.dir,
-        port=args.port,
-        browser=not args.no_browser,
-        allow_root=args.allow_root,
-        hub=args.hub,
-        extra=args.jupyter_args,
-    )
-    copied = prepare_workdir(args.dir, edition="student" if args.student else "teacher")
+    from labchat.classroom.launch import LaunchError, jupyter_argv, prepare_workdir, run
+
+    try:
+        argv = jupyter_argv(  # first: refuses root before anything is written
+            args.dir,
+            port=args.port,
+            browser=not args.no_browser,
+            allow_root=args.allow_root,
+            hub=args.hub,
+            extra=args.jupyter_args,
+        )
+        copied = prepare_workdir(args.dir, edition="student" if args.student else "teacher")
+    except LaunchError as exc:
+        raise UsageError(str(exc)) from exc
     where = Path(args.dir).resolve()
     if copied:
         print(f"copied {len(copied)} notebooks into {where}", flush=True)
@@ -70,17 +91,22 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return run(argv)
 
 
+# --------------------------------------------------------------------------- editions, checks
+
+
 def cmd_student_edition(args: argparse.Namespace) -> int:
-    """``labchat student-edition OUT``: write the student edition of the notebooks."""
-    from .edition import write_student_edition
+    """``labchat student-edition OUT``: the notebooks without answers (and worksheets)."""
+    from labchat.classroom.edition import EditionError, write_student_edition
 
-    written = write_student_edition(
-        args.out, args.notebooks or None, keep_outputs=args.keep_outputs
-    )
+    sources = args.notebooks or None
+    try:
+        written = write_student_edition(args.out, sources, keep_outputs=args.keep_outputs)
+    except EditionError as exc:
+        raise CommandError(str(exc)) from exc
     if args.worksheets:
-        from .worksheet import write_worksheets
+        from labchat.classroom.worksheet import write_worksheets
 
-        written += write_worksheets(args.out, args.notebooks or None)
+        written += write_worksheets(args.out, sources)
     for path in written:
         print(path)
     return 0
@@ -88,26 +114,29 @@ def cmd_student_edition(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """``labchat check NOTEBOOK``: run it, print the JSON report (or write it to --out)."""
-    from .checker import check_notebook
+    from labchat.classroom.checker import check_notebook
 
     path = Path(args.notebook)
     if not path.is_file():
-        raise FileNotFoundError(f"no notebook {path}")
+        raise UsageError(f"no notebook {path}")
     report = check_notebook(
         path, student=args.student, cell_timeout=args.timeout, kernel_name=args.kernel
     )
     text = json.dumps(report.to_json(), indent=2, ensure_ascii=False)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-        ex = report.summary()["exercises"]
-        passed = all(s.status == "passed" for s in report.self_checks)
-        print(
-            f"{path.name}: {ex['right']} right, {ex['wrong']} wrong, {ex['unanswered']} "
-            f"unanswered; self-checks {'passed' if passed else 'NOT all passed'} -> {args.out}"
-        )
-    else:
+    if not args.out:
         print(text)
+        return 0
+    Path(args.out).write_text(text + "\n", encoding="utf-8")
+    ex = report.summary()["exercises"]
+    passed = all(s.status == "passed" for s in report.self_checks)
+    print(
+        f"{path.name}: {ex['right']} right, {ex['wrong']} wrong, {ex['unanswered']} "
+        f"unanswered; self-checks {'passed' if passed else 'NOT all passed'} -> {args.out}"
+    )
     return 0
+
+
+# --------------------------------------------------------------------------- parsers
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -137,7 +166,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     lab.add_argument("dir", nargs="?", default="labchat-lab", metavar="DIR")
     lab.add_argument("--student", action="store_true", help="the student edition (no answers)")
-    lab.add_argument("--port", type=int, help="port for JupyterLab")
+    lab.add_argument("--port", type=port, help="port for JupyterLab")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab.add_argument(
         "--allow-root", action="store_true", help="run as root anyway (every cell runs as root)"
@@ -179,24 +208,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--timeout", type=int, default=120, help="seconds per cell (default 120)")
     check.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
     check.set_defaults(func=cmd_check)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m labchat.classroom.commands ...`` (the same as ``labchat ...``)."""
-    parser = argparse.ArgumentParser(prog="labchat")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the one place errors become one line
-        from .launch import LaunchError
-
-        code = 2 if isinstance(exc, LaunchError | FileNotFoundError | ValueError) else 1
-        print(f"labchat: error: {exc}", file=sys.stderr)
-        return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
