@@ -67,7 +67,9 @@ def test_wheel_carries_every_subpackage_and_an_install_imports_them(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "labchat", src / "labchat", ignore=shutil.ignore_patterns("__pycache__"))
+    ignore = shutil.ignore_patterns("__pycache__", "demo")
+    for name in ("labchat", "notebooks", "captures"):  # the wheel carries notebooks, captures
+        shutil.copytree(ROOT / name, src / name, ignore=ignore)
     # No build isolation: the venv's own setuptools builds it, so no package index is needed.
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
