@@ -15,7 +15,7 @@ from labchat import capture, doctor
 from labchat.auth import UserStore
 from labchat.certs import CA, create_lab_certs
 from labchat.doctor import FAIL, NO, OK, WARN, Probes, diagnose
-from labchat.doctor.fixes import APPARMOR_SYSCTL, apparmor_profile, fix_capture
+from labchat.doctor.fixes import APPARMOR_SYSCTL, FixResult, apparmor_profile, fix_capture
 
 APPARMOR_WHY = (
     "AppArmor restricts unprivileged user namespaces "
@@ -238,6 +238,11 @@ def _apparmor(name: str) -> str | None:
     return "1" if name == APPARMOR_SYSCTL else None
 
 
+def _ubuntu_fix(**kw: object) -> FixResult:
+    """fix_capture on an Ubuntu 23.10+ machine where private mode failed for AppArmor."""
+    return fix_capture(sysctl=_apparmor, private_why=APPARMOR_WHY, platform="linux", **kw)
+
+
 def test_fix_capture_has_nothing_to_do_when_private_mode_works():
     result = fix_capture(sysctl=_apparmor, private_why=None)
     assert not result.applied and result.text.startswith("nothing to fix")
@@ -245,10 +250,7 @@ def test_fix_capture_has_nothing_to_do_when_private_mode_works():
 
 def test_fix_capture_refuses_a_shared_interpreter():
     # /usr/bin/python3-like: the real file is outside this environment's prefix.
-    result = fix_capture(
-        sysctl=_apparmor,
-        private_why=APPARMOR_WHY,
-        platform="linux",
+    result = _ubuntu_fix(
         python=sys.executable,
         prefix=Path(sys.prefix) / "elsewhere",
         euid=0,
@@ -267,10 +269,7 @@ def _own_venv(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_fix_capture_prints_the_profile_for_a_normal_user(tmp_path: Path):
     prefix, python = _own_venv(tmp_path)
-    result = fix_capture(
-        sysctl=_apparmor,
-        private_why=APPARMOR_WHY,
-        platform="linux",
+    result = _ubuntu_fix(
         python=python,
         prefix=prefix,
         euid=1000,
@@ -291,10 +290,7 @@ def test_fix_capture_as_root_installs_and_loads_the_profile(tmp_path: Path):
         calls.append(list(argv))
         return subprocess.CompletedProcess(argv, 0, "", "")
 
-    result = fix_capture(
-        sysctl=_apparmor,
-        private_why=APPARMOR_WHY,
-        platform="linux",
+    result = _ubuntu_fix(
         python=python,
         prefix=prefix,
         euid=0,
@@ -318,10 +314,7 @@ def test_fix_capture_reports_a_profile_apparmor_refused(tmp_path: Path):
         return subprocess.CompletedProcess(argv, 1, "", "syntax error in profile")
 
     with pytest.raises(OSError, match="syntax error in profile"):
-        fix_capture(
-            sysctl=_apparmor,
-            private_why=APPARMOR_WHY,
-            platform="linux",
+        _ubuntu_fix(
             python=python,
             prefix=prefix,
             euid=0,

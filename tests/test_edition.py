@@ -131,7 +131,7 @@ def test_lint_names_untagged_answers_and_solutions_without_a_check():
 def test_make_student_writes_every_lab_notebook(tmp_path: Path):
     out = tmp_path / "student"
     proc = subprocess.run(
-        [sys.executable, "-m", "labchat.classroom.edition", str(out)],
+        [sys.executable, "-m", "labchat", "student-edition", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -139,18 +139,6 @@ def test_make_student_writes_every_lab_notebook(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.glob("*.ipynb")) == [p.name for p in LAB_NOTEBOOKS]
     assert proc.stdout.splitlines() == [str(out / p.name) for p in LAB_NOTEBOOKS]
-
-
-def test_student_edition_command_fails_in_one_line(tmp_path: Path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "labchat.classroom.edition", str(tmp_path), "missing.ipynb"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 1
-    assert proc.stderr.startswith("labchat: error: ") and proc.stderr.count("\n") == 1
-    assert "missing.ipynb" in proc.stderr
 
 
 def test_check_cells_run_in_both_editions():

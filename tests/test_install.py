@@ -69,6 +69,18 @@ def _labchat(
     )
 
 
+def _python(venv: Path, code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The venv's Python runs `code` in `cwd`, with the checkout out of reach."""
+    return subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code],
+        cwd=cwd,
+        env=_env(cwd),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_the_wheel_carries_every_notebook_and_reference_capture(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     notebooks = sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]-*.ipynb"))
@@ -86,14 +98,7 @@ def test_installed_labchat_is_the_wheel_not_the_checkout(venv: Path, tmp_path: P
     code = (
         "import labchat, labchat.resources as r; print(labchat.__file__); print(r.notebooks_dir())"
     )
-    proc = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", code],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _python(venv, code, tmp_path)
     package, notebooks = proc.stdout.split()
     assert Path(package).is_relative_to(venv) and "site-packages" in package
     assert Path(notebooks) == Path(package).parent / "labdata" / "notebooks"
@@ -147,14 +152,7 @@ def test_labchat_lab_copies_the_notebooks_and_serves_them_as_an_ordinary_user(ve
         mine = home / "work" / "01-watch-a-tcp-handshake.ipynb"
         mine.write_text(mine.read_text().replace("Watch a TCP handshake", "My notes"))
         code = "from labchat.classroom.launch import prepare_workdir as p; print(p('work'))"
-        again = subprocess.run(
-            [str(venv / "bin" / "python"), "-c", code],
-            cwd=home,
-            env=_env(home),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        again = _python(venv, code, home)
         assert again.stdout.strip() == "[]" and "My notes" in mine.read_text()
     finally:
         shutil.rmtree(home, ignore_errors=True)

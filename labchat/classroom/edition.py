@@ -4,17 +4,13 @@ The source notebooks mark answers with cell tags (`labchat.classroom`): ``answer
 their ``<details>`` blocks (or go entirely), ``solution`` cells are emptied, ``check`` cells
 stay. `student_notebook` makes one edition in memory; `write_student_edition` writes them all
 and first proves, with `leaks`, that no line of an answer survived anywhere in the result: not
-in a cell, an output or an attachment.
-
-    python -m labchat.classroom.edition OUT        # what `make student` runs
+in a cell, an output or an attachment. ``labchat student-edition OUT`` (``make student``) runs it.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import re
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +26,6 @@ __all__ = [
     "cell_tags",
     "leaks",
     "lint",
-    "main",
     "secret_lines",
     "strip_answer",
     "student_notebook",
@@ -272,29 +267,3 @@ def write_student_edition(
         nbformat.write(edition, target)
         written.append(target)
     return written
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m labchat.classroom.edition OUT [NOTEBOOK ...]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m labchat.classroom.edition",
-        description="Write the student edition of the lab notebooks into OUT.",
-    )
-    parser.add_argument("out", metavar="OUT")
-    parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
-    parser.add_argument("--keep-outputs", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        written = write_student_edition(
-            args.out, args.notebooks or None, keep_outputs=args.keep_outputs
-        )
-    except (EditionError, OSError, nbformat.ValidationError) as exc:
-        print(f"labchat: error: {exc}", file=sys.stderr)
-        return 1
-    for path in written:
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

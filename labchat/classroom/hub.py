@@ -14,16 +14,14 @@ student's `labchat.classroom.checker.NotebookReport`.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from .checker import NotebookReport, collect
 from .launch import FIRST_NOTEBOOK
-from .remote import RemoteError, ServerClient
+from .remote import JsonApi, RemoteError, ServerClient
 
 __all__ = ["HubClient", "WORKDIR", "check_class", "hub_config", "service_config"]
 
@@ -120,7 +118,7 @@ c.JupyterHub.load_roles = [
 """
 
 
-class HubClient:
+class HubClient(JsonApi):
     """The Hub's REST API (``/hub/api``) with a service token.
 
     Args:
@@ -129,46 +127,8 @@ class HubClient:
     """
 
     def __init__(self, url: str, token: str) -> None:
-        from tornado.httpclient import AsyncHTTPClient
-
         self.url = url.rstrip("/")
-        self.token = token
-        # tornado queues requests beyond max_clients (10 by default) and counts the wait in
-        # the request's timeout: a class of 30 starting at once must not queue.
-        self._http = AsyncHTTPClient(force_instance=True, max_clients=1000)
-
-    async def __aenter__(self) -> HubClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._http.close()
-
-    async def api(self, path: str, method: str = "GET", body: Any = None) -> Any:
-        """``/hub/api/<path>``: the decoded JSON answer.
-
-        Raises:
-            RemoteError: an HTTP error status.
-        """
-        from tornado.httpclient import HTTPClientError
-
-        try:
-            response = await self._http.fetch(
-                f"{self.url}/hub/api/{path}",
-                method=method,
-                headers={"Authorization": f"token {self.token}"},
-                body=None if body is None else json.dumps(body),
-                allow_nonstandard_methods=True,
-                request_timeout=60,
-            )
-        except HTTPClientError as exc:
-            text = exc.response.body.decode(errors="replace")[:300] if exc.response else ""
-            raise RemoteError(f"{method} /hub/api/{path}: {exc.code} {text}") from exc
-        return json.loads(response.body) if response.body else None
+        super().__init__(f"{self.url}/hub/api/", token)
 
     async def add_users(self, names: Sequence[str]) -> None:
         """Make the Hub know these (system) users; those it knows already are left alone."""

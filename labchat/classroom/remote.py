@@ -25,7 +25,7 @@ from typing import Any
 
 import nbformat
 
-__all__ = ["RemoteError", "ServerClient"]
+__all__ = ["JsonApi", "RemoteError", "ServerClient"]
 
 #: Seconds one cell may run (as `labchat check`).
 CELL_TIMEOUT = 120.0
@@ -35,24 +35,28 @@ class RemoteError(RuntimeError):
     """The server refused a request, or a cell did not finish in time."""
 
 
-class ServerClient:
-    """A Jupyter server (``base_url`` ends with ``/``, e.g. ``.../user/ana/``) and a token.
+class JsonApi:
+    """A JSON REST API at `api_url` (ends with ``/``) that takes a token; async, tornado.
+
+    Use it with ``async with``: its HTTP connections close on the way out.
 
     Args:
-        base_url: the server's URL, with its base path.
-        token: a token the server accepts (on JupyterHub: one with ``access:servers``).
-        timeout: seconds per HTTP request.
+        api_url: where ``<path>`` of `api` is appended.
+        token: sent as ``Authorization: token ...``.
+        timeout: seconds per request.
     """
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 60.0) -> None:
+    def __init__(self, api_url: str, token: str, *, timeout: float = 60.0) -> None:
         from tornado.httpclient import AsyncHTTPClient
 
-        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.api_url = api_url
         self.token = token
         self.timeout = timeout
-        self._http = AsyncHTTPClient(force_instance=True)
+        # tornado queues requests beyond max_clients (10 by default) and counts the wait in
+        # each request's timeout: a class of 30 starting servers at once must not queue.
+        self._http = AsyncHTTPClient(force_instance=True, max_clients=1000)
 
-    async def __aenter__(self) -> ServerClient:
+    async def __aenter__(self) -> JsonApi:
         return self
 
     async def __aexit__(
@@ -64,7 +68,7 @@ class ServerClient:
         self._http.close()
 
     async def api(self, path: str, method: str = "GET", body: Any = None) -> Any:
-        """``/api/<path>``: the decoded JSON answer (None for an empty one).
+        """``<api_url><path>``: the decoded JSON answer (None for an empty one).
 
         Raises:
             RemoteError: an HTTP error status.
@@ -73,7 +77,7 @@ class ServerClient:
 
         try:
             response = await self._http.fetch(
-                self.base_url + "api/" + path,
+                self.api_url + path,
                 method=method,
                 headers={"Authorization": f"token {self.token}"},
                 body=None if body is None else json.dumps(body),
@@ -82,8 +86,22 @@ class ServerClient:
             )
         except HTTPClientError as exc:
             text = exc.response.body.decode(errors="replace")[:300] if exc.response else ""
-            raise RemoteError(f"{method} {self.base_url}api/{path}: {exc.code} {text}") from exc
+            raise RemoteError(f"{method} {self.api_url}{path}: {exc.code} {text}") from exc
         return json.loads(response.body) if response.body else None
+
+
+class ServerClient(JsonApi):
+    """A Jupyter server (e.g. ``.../user/ana/``) and a token it accepts.
+
+    Args:
+        base_url: the server's URL, with its base path.
+        token: a token the server accepts (on JupyterHub: one with ``access:servers``).
+        timeout: seconds per HTTP request.
+    """
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 60.0) -> None:
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        super().__init__(self.base_url + "api/", token, timeout=timeout)
 
     async def read_notebook(self, path: str) -> Any:
         """The notebook at `path` (relative to the server's root), as the student saved it."""
