@@ -29,6 +29,9 @@ __all__ = ["JsonApi", "RemoteError", "ServerClient"]
 
 #: Seconds one cell may run (as `labchat check`).
 CELL_TIMEOUT = 120.0
+#: Seconds one request may take. Starting or stopping a kernel waits for the kernel itself: with
+#: twenty students starting kernels at once on two cores that took over 60 s (bench/hub.py).
+REQUEST_TIMEOUT = 180.0
 
 
 class RemoteError(RuntimeError):
@@ -46,7 +49,7 @@ class JsonApi:
         timeout: seconds per request.
     """
 
-    def __init__(self, api_url: str, token: str, *, timeout: float = 60.0) -> None:
+    def __init__(self, api_url: str, token: str, *, timeout: float = REQUEST_TIMEOUT) -> None:
         from tornado.httpclient import AsyncHTTPClient
 
         self.api_url = api_url
@@ -99,7 +102,7 @@ class ServerClient(JsonApi):
         timeout: seconds per HTTP request.
     """
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 60.0) -> None:
+    def __init__(self, base_url: str, token: str, *, timeout: float = REQUEST_TIMEOUT) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         super().__init__(self.base_url + "api/", token, timeout=timeout)
 
