@@ -6,18 +6,19 @@ import datetime as dt
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from labchat import capture, doctor
+from labchat import doctor
 from labchat.auth import UserStore
 from labchat.certs import CA, create_lab_certs
 from labchat.doctor import FAIL, NO, OK, WARN, Probes, diagnose
 from labchat.doctor.fixes import APPARMOR_SYSCTL, FixResult, apparmor_profile, fix_capture
 
-APPARMOR_WHY = (
+APPARMOR_WHY = (  # what the capture layer says on Ubuntu 23.10+ (fix_capture's input)
     "AppArmor restricts unprivileged user namespaces "
     "(kernel.apparmor_restrict_unprivileged_userns=1, the Ubuntu 23.10+ default; "
     "unshare said: unshare: write failed /proc/self/uid_map: Operation not permitted)"
@@ -31,15 +32,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _probes(**kw: object) -> Probes:
-    """Probes that answer at once: every capture mode works unless `modes` says otherwise."""
-    modes = kw.pop("modes", {"private": None, "host": None, "offline": None})
-    kw.setdefault("modes", lambda: dict(modes))
-    kw.setdefault(
-        "chosen", lambda: capture.CaptureMode("private", "a private user+network namespace")
-    )
-    kw.setdefault("sysctl", lambda name: None)
-    return Probes(**kw)  # type: ignore[arg-type]
+def _says(**why: str | None) -> dict[str, Callable[[], str | None]]:
+    """Capture-mode checks that answer at once: mode -> why it is unavailable (None: works)."""
+    return {mode: (lambda reason=reason: reason) for mode, reason in why.items()}
+
+
+def _probes(**kw: Any) -> Probes:
+    """Probes that answer at once: every capture mode works unless `checks` says otherwise."""
+    checks = _says(private=None, host=None, offline=None)
+    checks.update(kw.pop("checks", {}))
+    kw.setdefault("sysctl", lambda path: None)
+    return Probes(checks=checks, **kw)
 
 
 @pytest.fixture
@@ -161,16 +164,24 @@ def test_a_busy_port_is_reported_with_who_needs_it(lab: dict[str, Path]):
     assert report.ok and report.warnings == [found]
 
 
-def test_apparmor_restriction_warns_and_names_the_fix_capture_command(lab: dict[str, Path]):
-    probes = _probes(
-        modes={"private": APPARMOR_WHY, "host": HOST_WHY, "offline": None},
-        chosen=lambda: capture.CaptureMode("offline", "live capture is not possible here"),
-        sysctl=lambda name: "1" if name == APPARMOR_SYSCTL else None,
+def test_apparmor_restriction_warns_and_names_the_fix_capture_command(
+    lab: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+):
+    # Ubuntu 23.10+: the sysctl says 1 and unshare fails. The capture layer reasons about it
+    # (only host and offline are stubbed); the doctor warns and names the fix.
+    monkeypatch.delenv("LABCHAT_CAPTURE_MODE", raising=False)
+    denied = "unshare: write failed /proc/self/uid_map: Operation not permitted"
+    probes = Probes(
         platform="linux",
+        sysctl=lambda path: "1" if path == APPARMOR_SYSCTL else None,
+        userns_probe=lambda: (False, denied),
+        checks=_says(host=HOST_WHY, offline=None),
     )
     report = _run(lab, probes=probes)
     private, host = report.get("capture private"), report.get("capture host")
-    assert private.status == WARN and private.detail == APPARMOR_WHY
+    assert private.status == WARN
+    assert private.detail.startswith("AppArmor restricts unprivileged user namespaces")
+    assert denied in private.detail
     assert private.fix.startswith("`sudo labchat doctor --fix-capture`")
     assert "--copies" in private.fix
     assert host.status == NO and "sudoers" in host.fix and "never setcap" in host.fix
@@ -178,23 +189,22 @@ def test_apparmor_restriction_warns_and_names_the_fix_capture_command(lab: dict[
     assert report.ok, "offline still works: a warning, not a failure"
 
 
-def test_no_way_to_get_packets_fails(lab: dict[str, Path]):
-    def none() -> capture.CaptureMode:
-        raise capture.CaptureError("no way to get packets")
-
+def test_no_way_to_get_packets_fails(lab: dict[str, Path], monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("LABCHAT_CAPTURE_MODE", raising=False)
     probes = _probes(
-        modes={
-            "private": "no `unshare` binary on PATH (install util-linux)",
-            "host": HOST_WHY,
-            "offline": "no reference captures in /nowhere",
-        },
-        chosen=none,
+        checks=_says(
+            private="no `unshare` binary on PATH (install util-linux)",
+            host=HOST_WHY,
+            offline="no reference captures in /nowhere",
+        ),
         platform="linux",
     )
     report = _run(lab, probes=probes)
     assert report.get("capture offline").status == FAIL
     assert report.get("capture private").fix.startswith("install util-linux")
-    assert report.get("capture used").status == FAIL and not report.ok
+    used = report.get("capture used")
+    assert used.status == FAIL and used.detail.startswith("no way to get packets")
+    assert not report.ok
 
 
 @pytest.mark.parametrize(
@@ -207,11 +217,7 @@ def test_other_platforms_get_their_own_capture_fix(
     why = f"packet sockets are Linux-only here (this is {platform})"
     probes = _probes(
         platform=platform,
-        modes={
-            "private": "user and network namespaces are Linux-only",
-            "host": why,
-            "offline": None,
-        },
+        checks=_says(private="user and network namespaces are Linux-only", host=why),
     )
     report = _run(lab, probes=probes)
     host = report.get("capture host")

@@ -236,13 +236,24 @@ _WHY_CHOSEN = {
 }
 
 
-def probe_modes() -> dict[str, str | None]:
+def probe_modes(
+    *, checks: Mapping[str, Callable[[], str | None]] | None = None
+) -> dict[str, str | None]:
     """Try every capture mode here, whatever ``LABCHAT_CAPTURE_MODE`` says (`labchat doctor`).
+
+    Args:
+        checks: mode -> its check, replacing the real one (as for `detect_mode`).
 
     Returns:
         Mode name -> why it cannot be used here, or None if it can; in `detect_mode`'s order.
+
+    Raises:
+        ValueError: `checks` names an unknown mode.
     """
-    return {name: check() for name, check in _CHECKS.items()}
+    if checks and not set(checks) <= set(_CHECKS):
+        raise ValueError(f"checks for unknown modes: {sorted(set(checks) - set(_CHECKS))}")
+    merged = {**_CHECKS, **(checks or {})}
+    return {name: check() for name, check in merged.items()}
 
 
 def detect_mode(

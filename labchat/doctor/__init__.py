@@ -37,7 +37,6 @@ from .checks import (
     check_scapy,
     check_tshark,
     check_users,
-    read_sysctl,
 )
 from .fixes import FixResult, fix_capture
 
@@ -52,7 +51,6 @@ __all__ = [
     "Report",
     "diagnose",
     "fix_capture",
-    "read_sysctl",
 ]
 
 #: The ports a lab uses on this machine, and what for.

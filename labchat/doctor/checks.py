@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import capture, resources
+from ..capture import modes
 from ..certs import lab_cert_paths
 from .fixes import host_fix, private_fix
 
@@ -32,7 +33,6 @@ __all__ = [
     "WARN",
     "Finding",
     "Probes",
-    "read_sysctl",
     "check_capture",
     "check_certificates",
     "check_notebooks",
@@ -68,36 +68,49 @@ class Finding:
     fix: str = ""
 
 
-def read_sysctl(name: str) -> str | None:
-    """A sysctl by its dotted name (``kernel.foo``), or None if there is no such file."""
-    try:
-        return Path("/proc/sys", *name.split(".")).read_text().strip()
-    except OSError:
-        return None
-
-
 @dataclass
 class Probes:
     """What the doctor asks the system; a test replaces any of them.
 
+    The capture modes are probed by the capture layer (`labchat.capture.probe_modes`,
+    `detect_mode`); the doctor only hands it `sysctl` and `userns_probe` for the private mode,
+    so a test can play another kernel (Ubuntu's AppArmor restriction, say) end to end.
+
     Attributes:
         platform: ``sys.platform``.
-        sysctl: reads a sysctl (`read_sysctl`).
-        modes: every capture mode -> why it is unavailable, None if it works.
-        chosen: the mode the notebooks will use (``detect_mode()``, which honours
-            ``LABCHAT_CAPTURE_MODE``).
+        sysctl: reads a sysctl file by its path (``/proc/sys/kernel/...``).
+        userns_probe: really tries a user+network namespace: (worked, error).
+        checks: other capture-mode checks to replace (mode -> why not, or None).
         now: the current time (UTC).
         python: the interpreter the lab runs on.
         which: finds a program on PATH.
     """
 
     platform: str = sys.platform
-    sysctl: Callable[[str], str | None] = read_sysctl
-    modes: Callable[[], dict[str, str | None]] = capture.probe_modes
-    chosen: Callable[[], capture.CaptureMode] = capture.detect_mode
+    sysctl: Callable[[str], str | None] = modes.read_sysctl
+    userns_probe: Callable[[], tuple[bool, str]] = modes.probe_private_namespace
+    checks: dict[str, Callable[[], str | None]] = field(default_factory=dict)
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.timezone.utc))
     python: str = sys.executable
     which: Callable[[str], str | None] = shutil.which
+
+    def _mode_checks(self) -> dict[str, Callable[[], str | None]]:
+        def private() -> str | None:
+            return modes.private_unavailable(read=self.sysctl, probe=self.userns_probe)
+
+        return {"private": private, **self.checks}
+
+    def modes(self) -> dict[str, str | None]:
+        """Every capture mode -> why it is unavailable here, None if it works."""
+        return capture.probe_modes(checks=self._mode_checks())
+
+    def chosen(self) -> capture.CaptureMode:
+        """The mode the notebooks will use (``LABCHAT_CAPTURE_MODE`` honoured).
+
+        Raises:
+            labchat.capture.CaptureError: no mode works.
+        """
+        return capture.detect_mode(checks=self._mode_checks())
 
 
 def check_python() -> list[Finding]:

@@ -45,7 +45,7 @@ __all__ = [
 
 APPARMOR_DIR = Path("/etc/apparmor.d")
 #: 1 on Ubuntu 23.10+ by default: unprivileged user namespaces need an AppArmor profile.
-APPARMOR_SYSCTL = "kernel.apparmor_restrict_unprivileged_userns"
+APPARMOR_SYSCTL = "/proc/sys/kernel/apparmor_restrict_unprivileged_userns"
 
 WINDOWS_NPCAP_FIX = (
     "install Npcap (https://npcap.com) with 'Support loopback traffic' ticked, then capture "
@@ -109,7 +109,8 @@ def apparmor_profile(python: Path, unshare: str | None = None) -> str:
     return f"""\
 # Written by `labchat doctor --fix-capture` (labchat {__version__}).
 # Lets this one interpreter, a venv's own copy, create unprivileged user namespaces:
-# labchat's private capture mode on Ubuntu 23.10+ ({APPARMOR_SYSCTL}=1).
+# labchat's private capture mode on Ubuntu 23.10+
+# (kernel.apparmor_restrict_unprivileged_userns=1).
 # Remove: sudo apparmor_parser -R {APPARMOR_DIR / name} && sudo rm {APPARMOR_DIR / name}
 abi <abi/4.0>,
 include <tunables/global>
@@ -212,7 +213,7 @@ def fix_capture(
 
     Args:
         platform: ``sys.platform``.
-        sysctl: reads a sysctl by its dotted name (None if it does not exist).
+        sysctl: reads a sysctl file by its path (None if it does not exist).
         private_why: why private mode is unavailable (None: it works, nothing to fix).
         python: the lab's interpreter.
         prefix: its environment (``sys.prefix``): the interpreter must be its own copy.
