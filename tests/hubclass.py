@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from installed import REPO, public_tempdir
+from jupyterlab_process import alive, descendants, free_port, kill_tree
 
 from labchat.classroom.hub import HubClient, check_class, hub_config, service_config
-from labchat.jupyter import alive, descendants, free_port, kill_tree
 
 __all__ = [
     "ClassRun",

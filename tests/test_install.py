@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 from installed import REPO, as_user, build_wheel, make_venv, public_tempdir
-
-from labchat.jupyter import JupyterLab, free_port, isolated_env
+from jupyterlab_process import JupyterLab, free_port, isolated_env
 
 NOBODY = 65534
 
