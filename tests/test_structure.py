@@ -132,11 +132,14 @@ LAYERS = {
     "labchat.tls": 0,
     "labchat.server": 0,
     "labchat.client": 0,
+    "labchat.resources": 0,  # where the notebooks and reference captures are
     "labchat.capture": 1,  # runs the chat, gets packets
     "labchat.analysis": 2,  # packets -> facts
     "labchat.plots": 3,  # facts -> figures
     "labchat.lab": 4,  # one call per notebook cell
     "labchat.demo": 4,
+    "labchat.doctor": 4,  # the pre-flight check: over capture, certs, auth
+    "labchat.classroom": 4,  # the teacher's kit: editions, checks, worksheets, the hub
     "labchat.cli": 5,  # thin shells
     "labchat.__main__": 5,
 }
