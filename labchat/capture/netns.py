@@ -71,6 +71,8 @@ __all__ = [
     "LabNetwork",
     "NetworkError",
     "features",
+    "in_netns",
+    "new_netns",
     "probe_features_here",
     "run_tool",
 ]
@@ -105,8 +107,12 @@ def _setns(fd: int) -> None:
         raise NetworkError(f"setns(CLONE_NEWNET) failed: {os.strerror(err)}")
 
 
-def _new_netns() -> int:
-    """A new network namespace, as an open fd (the namespace lives as long as the fd)."""
+def new_netns() -> int:
+    """A new network namespace, as an open fd (the namespace lives as long as the fd).
+
+    Raises:
+        NetworkError: the kernel refused (no CAP_SYS_ADMIN in this user namespace).
+    """
     out: dict[str, Any] = {}
 
     def make() -> None:
@@ -128,8 +134,12 @@ def _new_netns() -> int:
 
 
 @contextlib.contextmanager
-def _in_netns(fd: int) -> Iterator[None]:
-    """Run the body (and processes it starts) in another network namespace; this thread only."""
+def in_netns(fd: int) -> Iterator[None]:
+    """Run the body (and processes it starts) in another network namespace; this thread only.
+
+    Args:
+        fd: an open namespace file descriptor (from `new_netns`).
+    """
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         _setns(fd)
@@ -211,8 +221,8 @@ class LabNetwork:
     # ---- building ------------------------------------------------------------------------
 
     def start(self) -> LabNetwork:
-        self._server_fd = _new_netns()
-        self._client_fd = _new_netns()
+        self._server_fd = new_netns()
+        self._client_fd = new_netns()
         try:
             fd_path = f"/proc/{os.getpid()}/fd/{self._client_fd}"
             for host, iface, ip in (("server", SERVER_IFACE, SERVER_IP),
@@ -348,7 +358,7 @@ class LabNetwork:
         fd = self._client_fd if host == "client" else self._server_fd
         if fd is None:
             raise NetworkError("the lab network is not started")
-        return _in_netns(fd)
+        return in_netns(fd)
 
     def client(self) -> contextlib.AbstractContextManager[None]:
         """Run the body on the client host (this thread only; sockets made there stay there).
@@ -398,9 +408,9 @@ def _qdisc_available(kind: str) -> bool:
 
 
 def _probe_qdisc(kind: str) -> str | None:
-    fd = _new_netns()
+    fd = new_netns()
     try:
-        with _in_netns(fd):
+        with in_netns(fd):
             bring_up_loopback()
             args = {"netem": ["delay", "1ms"], "tbf": ["rate", "1mbit", "burst", "4k",
                                                        "latency", "50ms"]}[kind]  # fmt: skip
@@ -420,9 +430,9 @@ def _probe_qdisc(kind: str) -> str | None:
 
 def _try_in_new_netns(cmd: Sequence[str], *, input: str | None = None) -> str | None:
     """Run one tool in a throwaway network namespace: None if it worked, else why not."""
-    fd = _new_netns()
+    fd = new_netns()
     try:
-        with _in_netns(fd):
+        with in_netns(fd):
             run_tool(cmd, input=input)
         return None
     except Exception as exc:
