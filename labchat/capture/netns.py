@@ -54,12 +54,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .child import bring_up_loopback
 from .modes import DEFAULT_PORT, PROJECT_ROOT, private_unavailable, unshare_command
-from .shaping import C2S, Drop, Shaping, nft_script
+from .shaping import C2S, Drop, Shaping, nft_script, tbf_args
 
 __all__ = [
     "CLIENT_IFACE",
@@ -74,6 +74,7 @@ __all__ = [
     "in_netns",
     "new_netns",
     "probe_features_here",
+    "qdisc_available",
     "run_tool",
 ]
 
@@ -194,6 +195,7 @@ class LabNetwork:
         shaping: what to do to the link (rate, delay, loss, drops).
         port: the server's TCP port: drop and loss rules only touch this connection.
         mtu: the link MTU.
+        sysctls: kernel settings per host (``client``, ``server``), e.g. to turn a timer off.
 
     Raises:
         NetworkError: a tool is missing or the kernel refuses a feature (the message says which).
@@ -204,10 +206,20 @@ class LabNetwork:
     server_iface = SERVER_IFACE
     client_iface = CLIENT_IFACE
 
-    def __init__(self, shaping: Shaping | None = None, *, port: int = DEFAULT_PORT, mtu: int = MTU):
+    def __init__(
+        self,
+        shaping: Shaping | None = None,
+        *,
+        port: int = DEFAULT_PORT,
+        mtu: int = MTU,
+        sysctls: Mapping[str, Mapping[str, str]] | None = None,
+    ):
         self.shaping = shaping or Shaping()
         self.port = port
         self.mtu = mtu
+        #: Kernel settings per host (``{"client": {"net.ipv4.tcp_early_retrans": "0"}}``),
+        #: written to that host's /proc/sys once the link is up.
+        self.sysctls = {host: dict(values) for host, values in (sysctls or {}).items()}
         self._client_fd: int | None = None
         self._server_fd: int | None = None
         self._rules: dict[str, list[tuple[str, Drop | None]]] = {"server": [], "client": []}
@@ -241,6 +253,7 @@ class LabNetwork:
                     run_tool(["ip", "link", "set", iface, "up"])
             self._wait_for_link()
             self._apply(self.shaping)
+            self._apply_sysctls()
         except BaseException:
             self.close()
             raise
@@ -260,9 +273,21 @@ class LabNetwork:
             time.sleep(0.02)
         raise NetworkError(f"the veth link did not come up within {timeout} s")
 
+    def _apply_sysctls(self) -> None:
+        for host, values in self.sysctls.items():
+            with self._in(host):
+                for name, value in values.items():
+                    # /proc/sys/net belongs to the network namespace of the thread that opens it.
+                    path = "/proc/sys/" + name.replace(".", "/")
+                    try:
+                        with open(path, "w") as fh:
+                            fh.write(f"{value}\n")
+                    except OSError as exc:
+                        raise NetworkError(f"sysctl {name}={value} on the {host}: {exc}") from None
+
     def _apply(self, shaping: Shaping) -> None:
         if shaping.delay_ms:
-            if not _qdisc_available("netem"):
+            if not qdisc_available("netem"):
                 raise NetworkError(
                     "this kernel has no sch_netem (tc: 'Specified qdisc kind is unknown'), so "
                     "an added delay is not available here; rate limits (tbf) and loss "
@@ -281,10 +306,7 @@ class LabNetwork:
             # the server would hide itself (the RTT and the bytes in flight the server's
             # capture shows would stay tiny). c->s: tbf on veth-c. s->c: veth-c's ingress is
             # redirected to an IFB device, whose egress tbf is the bottleneck queue.
-            # burst: two full frames; limit: a deep queue, so the link slows TCP down instead
-            # of dropping (loss is the drop rules' job, not the shaper's).
-            tbf = ["tbf", "rate", shaping.rate, "burst", str(2 * (self.mtu + 14)),
-                   "limit", "4000000"]  # fmt: skip
+            tbf = tbf_args(shaping, self.mtu)
             with self.client():
                 run_tool(["tc", "qdisc", "add", "dev", CLIENT_IFACE, "root", *tbf])
                 try:
@@ -385,6 +407,7 @@ class LabNetwork:
             "shaping": self.shaping.describe(),
             "firewall": dict(self.firewall),
             "bottleneck": self.bottleneck,
+            "sysctls": {host: dict(v) for host, v in self.sysctls.items()},
             "notes": list(self.notes),
         }
 
@@ -402,8 +425,11 @@ class LabNetwork:
         self.close()
 
 
-def _qdisc_available(kind: str) -> bool:
-    """Whether tc can create a ``kind`` qdisc here (tried on a throwaway dummy-free veth)."""
+def qdisc_available(kind: str) -> bool:
+    """Whether tc can create a ``kind`` qdisc (``netem``, ``tbf``) in this user namespace.
+
+    Tried for real, on the loopback of a throwaway network namespace.
+    """
     return _probe_qdisc(kind) is None
 
 

@@ -2,8 +2,10 @@
 
 Every capture labchat makes (a loopback scenario, a live session, a lab-network scenario) is a
 directory with the same three files, written by `write_capture` from a manifest built by
-`build_manifest`; `CaptureResult` reads one back. The shipped reference captures in
-``captures/<scenario>/`` have the same shape (`load_reference`, `copy_references`).
+`build_manifest`, plus any file the scenario keeps beside them (listed in the manifest's
+``files``, e.g. the kernel's ``tcp_info.csv`` samples); `CaptureResult` reads one back. The
+shipped reference captures in ``captures/<scenario>/`` have the same shape (`load_reference`,
+`copy_references`).
 
 The pcapng carries the TLS key log in a Decryption Secrets Block (pcapng spec, section 4.7),
 so Wireshark/tshark decrypt it with no settings; the key log is also written beside the
@@ -202,6 +204,8 @@ def build_manifest(
     )
     if run.notes:
         manifest["notes"] = run.notes
+    if run.files:
+        manifest["files"] = sorted(run.files)
     capture = {
         "mode": mode.name,
         "reason": mode.reason,
@@ -209,6 +213,9 @@ def build_manifest(
         "iface": sniffer.iface,
         "filter": sniffer.bpf,
         "packets": len(packets),
+        # The first packet's time (seconds since the epoch): the zero of the analysis's times,
+        # to put other clocks' samples (tcp_info.csv) on the same axis.
+        "first_packet_time": round(float(packets[0].time), 6) if packets else None,
         "seconds": round(seconds, 3),
         "keylog": "keys.log" if keylog else None,
         "decryption_secrets_block": bool(keylog),
@@ -228,6 +235,7 @@ def write_capture(
     keylog: bytes | None,
     iface: str = "lo",
     comment: str | None = None,
+    files: dict[str, Path] | None = None,
 ) -> None:
     """Write ``capture.pcapng`` (key log embedded), ``keys.log`` and ``manifest.json``.
 
@@ -238,8 +246,12 @@ def write_capture(
         keylog: NSS key log to embed and write beside the capture; None removes a stale one.
         iface: interface name recorded in the pcapng.
         comment: the pcapng section comment (default ``labchat scenario <name>``).
+        files: more files to copy beside the capture, by their name there
+            (`labchat.capture.scenarios.ScenarioRun.files`).
     """
     directory.mkdir(parents=True, exist_ok=True)
+    for name, src in (files or {}).items():
+        shutil.copyfile(src, directory / name)
     if keylog:
         (directory / "keys.log").write_bytes(keylog)
     else:
@@ -308,7 +320,7 @@ def copy_references(
     for name, d in zip(names, dirs, strict=True):
         ref = load_reference(name)
         d.mkdir(parents=True, exist_ok=True)
-        for f in ("capture.pcapng", "keys.log", "manifest.json"):
+        for f in ("capture.pcapng", "keys.log", "manifest.json", *ref.manifest.get("files", [])):
             src = ref.directory / f
             if src.is_file() and src.resolve() != (d / f).resolve():
                 shutil.copyfile(src, d / f)
