@@ -291,7 +291,10 @@ def save_capture(
         The manifest written.
     """
     built = build_manifest(scenario, packets=packets, sniffer=sniffer, keylog=keylog, **manifest)
-    write_capture(directory, packets, built, keylog=keylog, iface=sniffer.iface, comment=comment)
+    files = getattr(manifest.get("run"), "files", None)  # kept beside the capture
+    write_capture(
+        directory, packets, built, keylog=keylog, iface=sniffer.iface, comment=comment, files=files
+    )
     return built
 
 

@@ -25,7 +25,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ __all__ = [
     "parse",
     "read",
     "read_csv",
+    "ssthresh_changes",
     "write_csv",
 ]
 
@@ -256,6 +257,51 @@ def read_csv(path: str | Path) -> list[dict[str, Any]]:
                     row[k] = int(v) if v not in ("", None) else None
             rows.append(row)
     return rows
+
+
+def ssthresh_changes(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each time the sender set its slow-start threshold, and the window it had before.
+
+    A sender sets ssthresh when slow start ends without a loss (CUBIC's HyStart sees the RTT
+    grow: ``slow start exit``, ssthresh = cwnd) and when it detects a loss (``loss``: Reno
+    halves, RFC 5681 (3.1); CUBIC keeps 0.7, RFC 9438 (4.6), 717/1024 in Linux). A loss is a
+    row in Recovery or Loss state, or a new ssthresh that came with retransmissions (the
+    whole recovery may have fallen between two samples); a loss that sets the same ssthresh
+    as the last one (Reno's sawtooth) counts too.
+
+    Args:
+        rows: sample rows (`Sampler.rows` or `read_csv`).
+
+    Returns:
+        ``{"time", "kind", "cwnd_before", "ssthresh", "ratio"}`` per change, in time order.
+        ``cwnd_before`` is the largest cwnd sampled since the sender last left loss recovery:
+        the window the loss found (a sample missed just before it makes it a little low).
+    """
+    out: list[dict[str, Any]] = []
+    peak = 0
+    previous: int | None = None
+    retrans = 0
+    recovering = False
+    for row in rows:
+        ssthresh, state = row["snd_ssthresh"], row["ca_state"]
+        more_retrans = (row["total_retrans"] or 0) > retrans
+        kind = None
+        if previous is None and ssthresh is not None and not more_retrans and state < 3:
+            kind, peak = "slow start exit", max(peak, row["snd_cwnd"])
+        elif not recovering and (state >= 3 or (ssthresh != previous and more_retrans)):
+            kind = "loss"
+        if kind:
+            out.append({
+                "time": row["time"], "kind": kind, "cwnd_before": peak,
+                "ssthresh": ssthresh, "ratio": ssthresh / peak if peak and ssthresh else None,
+            })  # fmt: skip
+            peak = 0
+            recovering = kind == "loss"
+        if state == 0:  # Open: not (or no longer) recovering from a loss
+            recovering = False
+            peak = max(peak, row["snd_cwnd"])
+        previous, retrans = ssthresh, row["total_retrans"] or 0
+    return out
 
 
 def field(name: str) -> Field:
