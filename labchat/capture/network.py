@@ -106,7 +106,7 @@ SCENARIOS: dict[str, NetworkScenario] = {
         NetworkScenario(
             "lost-segment", lossy.lost_segment,
             "two hosts: one data segment of a burst lost: dup ACKs, SACK, fast retransmit",
-            _drops(Drop("data", lossy.LOST_SEGMENT, C2S)),
+            _drops(Drop("data", lossy.LOST_SEGMENT, C2S)), sysctls=lossy.LS_SYSCTLS,
         ),
         NetworkScenario(
             "slow-link", lossy.slow_link,
