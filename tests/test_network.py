@@ -587,3 +587,15 @@ def test_sysctls_apply_to_one_host_and_fail_clearly() -> None:
     assert (client, server) == ("0", "3")  # 3: Linux's default, tail loss probes on
     assert sysctls == {"client": {"net.ipv4.tcp_early_retrans": "0"}}
     assert error.startswith("sysctl net.ipv4.no_such_thing=1 on the server: ")
+
+
+def test_kernel_samples_share_the_captures_time_axis() -> None:
+    up = capture.load_reference("bulk-upload")
+    rows = up.tcp_info()
+    conn = _conn(up.directory)
+    data = [s for s in conn.segments if s.direction == C2S and s.payload_len]
+    # The sampler starts before the first data segment and stops after the last ACK.
+    assert rows[0]["t"] < data[0].time < data[-1].time < rows[-1]["t"]
+    assert all(a["t"] <= b["t"] for a, b in zip(rows, rows[1:], strict=False))
+    assert {"t", "snd_cwnd", "snd_ssthresh", "rtt", "rto", "in_flight"} <= set(rows[0])
+    assert capture.load_reference("lost-fin").tcp_info() is None

@@ -72,6 +72,23 @@ class CaptureResult:
         with quiet_scapy():
             return rdpcap(str(self.pcap))
 
+    def tcp_info(self) -> list[dict[str, Any]] | None:
+        """The kernel's samples kept beside the capture (``tcp_info.csv``), on its time axis.
+
+        Each row is a `labchat.capture.tcpinfo` sample plus ``t``: seconds since the
+        capture's first packet, the zero `labchat.analysis` counts segment times from.
+
+        Returns:
+            The rows, or None when this capture has no samples.
+        """
+        from .tcpinfo import read_csv
+
+        path = self.directory / "tcp_info.csv"
+        if "tcp_info.csv" not in self.manifest.get("files", []) or not path.is_file():
+            return None
+        start = self.manifest["capture"]["first_packet_time"]
+        return [{**row, "t": row["time"] - start} for row in read_csv(path)]
+
     def summary(self) -> str:
         """One line: scenario, packet count, connections, mode."""
         cap = self.manifest.get("capture", {})
