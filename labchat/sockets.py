@@ -8,6 +8,7 @@ capture), so what they show is the learner's kernel at work:
   reads the socket table: with ``ss -tan`` where iproute2 is installed, from
   ``/proc/net/tcp`` (what ``ss`` reads) where it is not.
 * `ephemeral_port_range` is where a client's port comes from when it does not bind one.
+* `keepalive_settings` are the keepalive timers of sockets that do not set their own.
 * `reuse_address` closes a server's connection from the server side (TIME-WAIT on the
   server's port) and then tries to bind that port again, without and with ``SO_REUSEADDR``.
 
@@ -30,10 +31,12 @@ from typing import Any
 
 __all__ = [
     "IANA_EPHEMERAL",
+    "KEEPALIVE_DEFAULTS",
     "SS_STATES",
     "ReuseResult",
     "SocketStates",
     "ephemeral_port_range",
+    "keepalive_settings",
     "reuse_address",
     "socket_states",
     "socket_table",
@@ -61,6 +64,29 @@ def ephemeral_port_range() -> tuple[int, int]:
         lo, hi = (int(x) for x in path.read_text().split())
         return lo, hi
     return IANA_EPHEMERAL
+
+
+#: Keepalive timers when nobody changed them: Linux's defaults, which are RFC 1122's
+#: (4.2.3.6: no probe before two hours of silence) and BSD's.
+KEEPALIVE_DEFAULTS = {"time": 7200, "intvl": 75, "probes": 9}
+
+
+def keepalive_settings() -> dict[str, int]:
+    """This kernel's keepalive timers for sockets that do not set their own.
+
+    Returns:
+        ``{"time": s, "intvl": s, "probes": n}``: seconds of silence before the first probe
+        (``net.ipv4.tcp_keepalive_time``, a socket's ``TCP_KEEPIDLE``), seconds between
+        unanswered probes (``tcp_keepalive_intvl``, ``TCP_KEEPINTVL``), and how many
+        unanswered probes end the connection (``tcp_keepalive_probes``, ``TCP_KEEPCNT``).
+        Outside Linux, `KEEPALIVE_DEFAULTS`.
+    """
+    out = dict(KEEPALIVE_DEFAULTS)
+    for key in out:
+        path = Path(f"/proc/sys/net/ipv4/tcp_keepalive_{key}")
+        if path.is_file():
+            out[key] = int(path.read_text())
+    return out
 
 
 def socket_table(ports: Iterable[int]) -> list[dict[str, Any]] | None:

@@ -49,3 +49,12 @@ def test_reuse_address_needs_so_reuseaddr_after_time_wait() -> None:
     assert r.time_wait == "TIME-WAIT"
     assert r.without == "[Errno 98] Address already in use"
     assert r.with_reuse is None
+
+
+def test_keepalive_settings_are_the_kernels_or_rfc1122s() -> None:
+    got = sockets.keepalive_settings()
+    assert set(got) == {"time", "intvl", "probes"}
+    for key, value in got.items():
+        path = Path(f"/proc/sys/net/ipv4/tcp_keepalive_{key}")
+        want = int(path.read_text()) if path.is_file() else sockets.KEEPALIVE_DEFAULTS[key]
+        assert value == want
