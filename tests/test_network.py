@@ -197,6 +197,15 @@ def check_bulk(name: str, directory: Path, manifest: dict, conn: analysis.Connec
     steady = [r for r in rows if r["state"] == 1 and r["rtt"] and not r["backoff"]]
     extra = [r["rto"] - (r["rtt"] + max(4 * r["rttvar"], 200_000)) for r in steady]
     assert steady and all(0 <= e <= 10_000 for e in extra), (min(extra), max(extra))
+    # Slow start: cwnd grows by one segment per segment ACKed; congestion avoidance: by
+    # about one per window (RFC 5681 section 3.1).
+    steps = tcpinfo.phases(rows)
+    slow = [p for p in steps if p["phase"] == "slow start" and p["acked"] > 5]
+    avoid = [p for p in steps if p["phase"] == "congestion avoidance" and p["acked"] > 100]
+    assert slow and all(0.8 < p["per_acked"] <= 1.05 for p in slow), slow
+    assert avoid and all(0 < p["per_acked"] < 0.1 for p in avoid), avoid
+    assert manifest["network"]["rate_bps"] == 20e6
+    assert manifest["network"]["queue_bytes"] == bulk.BULK_QUEUE
     # The answer to loss: ssthresh = 0.7 cwnd (CUBIC) or cwnd / 2 (Reno).
     losses = [e for e in tcpinfo.ssthresh_changes(rows) if e["kind"] == "loss" and e["ratio"]]
     assert losses
@@ -226,21 +235,27 @@ def check_zero_window(conn: analysis.Connection, manifest: dict) -> dict:
     return {"probe_gaps": gaps}
 
 
+def _requests(conn: analysis.Connection) -> list[tuple]:
+    """(head, the server's ACK of the head, body) for each two-write request."""
+    sent = [s for s in conn.segments if s.direction == C2S and s.payload_len]
+    out = []
+    for head, body in zip(sent[0::2], sent[1::2], strict=True):
+        ack = next(s for s in conn.segments if s.direction == S2C and s.index > head.index
+                   and (s.ack - head.seq - head.payload_len) % 2**32 < 2**31)  # fmt: skip
+        out.append((head, ack, body))
+    return out
+
+
 def check_nagle(directory: Path, manifest: dict) -> dict:
     """Nagle holds the second small write until the first is ACKed; TCP_NODELAY does not."""
     nagle, nodelay = _conns(directory)
-    held = 0
-    for conn, nodelay_on in ((nagle, False), (nodelay, True)):
-        sent = [s for s in conn.segments if s.direction == C2S and s.payload_len]
-        assert len(sent) == 2 * flow.NAGLE_ROUNDS  # each write is a segment of its own
-        for head, body in zip(sent[::2], sent[1::2], strict=True):
-            acked = [s for s in conn.segments if s.direction == S2C and s.has_ack
-                     and head.time <= s.time <= body.time and s.ack >= head.seq + 1]  # fmt: skip
-            if acked and not nodelay_on:
-                held += 1
-            if nodelay_on:
-                assert not any(s.payload_len for s in acked), "the reply comes after the body"
-    assert held >= flow.NAGLE_ROUNDS - 2, "with Nagle each body waits for the head's ACK"
+    for conn in (nagle, nodelay):  # each write is a segment of its own
+        assert sum(1 for s in conn.segments if s.direction == C2S and s.payload_len) == 16
+    # With Nagle, once the server delays its ACKs (from the third request on), each body
+    # waits for the head's ACK (a delayed-ACK timeout) and leaves as soon as it arrives.
+    for head, ack, body in _requests(nagle)[2:]:
+        assert ack.time - head.time > 0.02 and 0 <= body.time - ack.time < 0.005
+    assert all(body.time - head.time < 0.005 for head, _, body in _requests(nodelay))
     times = {c["role"]: c["round_trip_ms"] for c in manifest["clients"]}
     slow = statistics.median(times["nagle"][2:])
     fast = statistics.median(times["nodelay"])
@@ -562,6 +577,10 @@ def test_routed_shaping_puts_the_queue_in_the_router() -> None:
     assert netem[5:] == ["root", "handle", "1:", "netem", "delay", "10ms"]
     assert tbf[5:10] == ["parent", "1:1", "handle", "10:", "tbf"] and tbf[-1] == "60000"
     assert shaping.tbf_args(Shaping(rate="4mbit"), 1500)[-1] == str(shaping.DEEP_QUEUE)
+    assert link.rate_bps == 20e6 and Shaping(rate="512kbit").rate_bps == 512e3
+    assert Shaping().rate_bps is None
+    with pytest.raises(ValueError, match="bit, kbit, mbit or gbit"):
+        _ = Shaping(rate="2mbps").rate_bps
     with pytest.raises(ValueError, match="no rate limit"):
         shaping.tbf_args(Shaping(), 1500)
 

@@ -59,7 +59,7 @@ from typing import Any
 
 from .child import bring_up_loopback
 from .modes import DEFAULT_PORT, PROJECT_ROOT, private_unavailable, unshare_command
-from .shaping import C2S, Drop, Shaping, nft_script, tbf_args
+from .shaping import C2S, DEEP_QUEUE, Drop, Shaping, nft_script, tbf_args
 
 __all__ = [
     "CLIENT_IFACE",
@@ -405,6 +405,9 @@ class LabNetwork:
             "mtu": self.mtu,
             "mss": self.mtu - 40,
             "shaping": self.shaping.describe(),
+            "rate_bps": self.shaping.rate_bps,
+            "queue_bytes": (self.shaping.queue_bytes or DEEP_QUEUE) if self.shaping.rate else None,
+            "delay_ms": self.shaping.delay_ms,
             "firewall": dict(self.firewall),
             "bottleneck": self.bottleneck,
             "sysctls": {host: dict(v) for host, v in self.sysctls.items()},

@@ -89,6 +89,21 @@ class Shaping:
     loss_percent: float = 0.0
     drops: tuple[Drop, ...] = ()
 
+    @property
+    def rate_bps(self) -> float | None:
+        """The rate limit in bits per second (tc's ``bit``, ``kbit``, ``mbit``, ``gbit``:
+        powers of 1000), or None without one.
+
+        Raises:
+            ValueError: a rate tc would read in another unit (``mbps`` is bytes to tc).
+        """
+        if not self.rate:
+            return None
+        for unit, scale in (("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3), ("bit", 1.0)):
+            if self.rate.endswith(unit):
+                return float(self.rate[: -len(unit)]) * scale
+        raise ValueError(f"rate {self.rate!r}: write it in bit, kbit, mbit or gbit")
+
     def describe(self) -> list[str]:
         """One line per change to the link (a perfect link if none)."""
         out = []

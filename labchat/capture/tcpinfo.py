@@ -40,6 +40,7 @@ __all__ = [
     "Sampler",
     "field",
     "parse",
+    "phases",
     "read",
     "read_csv",
     "ssthresh_changes",
@@ -301,6 +302,56 @@ def ssthresh_changes(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             recovering = False
             peak = max(peak, row["snd_cwnd"])
         previous, retrans = ssthresh, row["total_retrans"] or 0
+    return out
+
+
+def _phase(row: dict[str, Any]) -> str:
+    if row["ca_state"] >= 3:
+        return "recovery"
+    ss = row["snd_ssthresh"]
+    return "slow start" if ss is None or row["snd_cwnd"] < ss else "congestion avoidance"
+
+
+def phases(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sender's congestion-control phases, one after the other, and how cwnd grew in each.
+
+    A row is in ``recovery`` when the kernel was recovering from a loss (Recovery or Loss
+    state), in ``slow start`` when cwnd was below ssthresh (or there was no ssthresh yet),
+    else in ``congestion avoidance`` (RFC 5681 section 3.1).
+
+    Args:
+        rows: sample rows (`Sampler.rows` or `read_csv`, ``t`` is used when present).
+
+    Returns:
+        ``{"phase", "start", "end", "cwnd_from", "cwnd_to", "acked", "per_acked"}`` per
+        stretch: times (``t``, else ``time``), cwnd at its first and last row (segments),
+        segments acknowledged in between (``bytes_acked`` / ``snd_mss``), and cwnd's growth
+        per segment acknowledged: about 1 in slow start (RFC 5681: cwnd += SMSS per ACK of
+        new data), about 1/cwnd in congestion avoidance (one segment per window).
+    """
+    out: list[dict[str, Any]] = []
+    run: list[dict[str, Any]] = []
+
+    def close() -> None:
+        if not run:
+            return
+        first, last = run[0], run[-1]
+        mss = last["snd_mss"] or 1
+        acked = ((last["bytes_acked"] or 0) - (first["bytes_acked"] or 0)) / mss
+        grew = last["snd_cwnd"] - first["snd_cwnd"]
+        out.append({
+            "phase": _phase(first), "start": first.get("t", first["time"]),
+            "end": last.get("t", last["time"]), "cwnd_from": first["snd_cwnd"],
+            "cwnd_to": last["snd_cwnd"], "acked": acked,
+            "per_acked": grew / acked if acked else None,
+        })  # fmt: skip
+
+    for row in rows:
+        if run and _phase(row) != _phase(run[0]):
+            close()
+            run = []
+        run.append(row)
+    close()
     return out
 
 
