@@ -194,15 +194,20 @@ def check_bulk(name: str, directory: Path, manifest: dict, conn: analysis.Connec
     assert rows[-1]["time"] - start > done.time - 0.05
     assert max(r["snd_cwnd"] for r in rows) > 25
     # Linux's RTO: SRTT + max(4 RTTVAR, 200 ms), rounded up to a jiffy (tcp_set_rto()).
-    steady = [r for r in rows if r["state"] == 1 and r["rtt"] and not r["backoff"]]
+    # (FIN_WAIT1 too: the client shut down writing once all 3 MB were in its send buffer.)
+    steady = [r for r in rows if tcpinfo.STATES[r["state"]] in ("ESTABLISHED", "FIN_WAIT1")
+              and r["rtt"] and not r["backoff"]]  # fmt: skip
     extra = [r["rto"] - (r["rtt"] + max(4 * r["rttvar"], 200_000)) for r in steady]
-    assert steady and all(0 <= e <= 10_000 for e in extra), (min(extra), max(extra))
+    assert len(steady) > 100 and all(0 <= e <= 10_000 for e in extra), (min(extra), max(extra))
     # Slow start: cwnd grows by one segment per segment ACKed; congestion avoidance: by
     # about one per window (RFC 5681 section 3.1).
+    # (CUBIC's slow start ends after a few ms here, and a busy machine may not sample it;
+    # Reno's lasts until the first loss, tens of ms.)
     steps = tcpinfo.phases(rows)
     slow = [p for p in steps if p["phase"] == "slow start" and p["acked"] > 5]
     avoid = [p for p in steps if p["phase"] == "congestion avoidance" and p["acked"] > 100]
-    assert slow and all(0.8 < p["per_acked"] <= 1.05 for p in slow), slow
+    assert all(0.8 < p["per_acked"] <= 1.05 for p in slow), slow
+    assert slow or cc == "cubic", steps
     assert avoid and all(0 < p["per_acked"] < 0.1 for p in avoid), avoid
     assert manifest["network"]["rate_bps"] == 20e6
     assert manifest["network"]["queue_bytes"] == bulk.BULK_QUEUE

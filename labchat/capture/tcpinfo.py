@@ -187,6 +187,7 @@ class Sampler:
         self.rows: list[dict[str, Any]] = []
         self.error: str | None = None
         self._stop = threading.Event()
+        self._first = threading.Event()
         self._thread = threading.Thread(target=self._run, name="labchat-tcpinfo", daemon=True)
 
     def _run(self) -> None:
@@ -201,10 +202,18 @@ class Sampler:
             if key != last:
                 last = key
                 self.rows.append({"time": time.time(), **row})
+                self._first.set()
             time.sleep(self.interval)
 
     def start(self) -> Sampler:
+        """Start polling; return once the first row is in (or the socket failed), so that a
+        transfer started right after is sampled from its first ACK (slow start on a fast link
+        lasts a few milliseconds, less than a busy machine may take to run a new thread)."""
         self._thread.start()
+        deadline = time.monotonic() + 2.0
+        while not self._first.wait(0.01):
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                break
         return self
 
     def stop(self) -> list[dict[str, Any]]:
