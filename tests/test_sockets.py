@@ -1,4 +1,4 @@
-"""labchat.sockets: socket states, ephemeral ports and SO_REUSEADDR in this kernel."""
+"""labchat.lab.sockets: socket states, ephemeral ports and SO_REUSEADDR in this kernel."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labchat import sockets
+from labchat.lab import sockets
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

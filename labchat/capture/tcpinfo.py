@@ -114,10 +114,11 @@ FIELDS: tuple[Field, ...] = (
 )
 _BY_NAME = {f.name: f for f in FIELDS}
 
-#: tcp_states.h, as ``ss`` names them.
+#: TCP states by number (include/net/tcp_states.h), as TCP_INFO and /proc/net/tcp give them.
 STATES = {
     1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
     6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING",
+    12: "NEW_SYN_RECV",
 }  # fmt: skip
 #: enum tcp_ca_state (uapi/linux/tcp.h): where the sender's loss recovery is.
 CA_STATES = {0: "Open", 1: "Disorder", 2: "CWR", 3: "Recovery", 4: "Loss"}

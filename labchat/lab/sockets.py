@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .tcpstate import tcp_sockets
+
 __all__ = [
     "IANA_EPHEMERAL",
     "KEEPALIVE_DEFAULTS",
@@ -96,8 +98,6 @@ def socket_table(ports: Iterable[int]) -> list[dict[str, Any]] | None:
         ``[{"state": "TIME-WAIT", "local": (ip, port), "peer": (ip, port)}, ...]`` sorted by
         local port, or None where there is no ``/proc/net/tcp`` (not Linux).
     """
-    from .lab import tcp_sockets
-
     rows = tcp_sockets(list(ports))
     if rows is None:
         return None
