@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from .netns import LabNetwork, NetworkError, qdisc_available
-from .scenarios import Peer, ScenarioRun, listener
+from .scenarios import Peer, ScenarioRun
 from .shaping import Shaping
 from .tcpinfo import Sampler, write_csv
 
@@ -74,8 +74,7 @@ def _upload(net: LabNetwork, work: Path, *, port: int, pause: float, cc: str) ->
         conn.sendall(f"OK {received}\n".encode())
 
     with net.server():
-        peer = Peer(listener(net.server_ip, port), body, name="lab-bulk-sink")
-        peer.start()
+        peer = Peer.serving(net.server_ip, port, body, name="lab-bulk-sink")
     with net.client():
         sock = socket.socket()
     with sock:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from .netns import LabNetwork, NetworkError
-from .scenarios import PAUSE, TIMEOUT, Peer, ScenarioRun, listener
+from .scenarios import PAUSE, TIMEOUT, Peer, ScenarioRun
 
 __all__ = [
     "KEEPALIVE_IDLE",
@@ -77,8 +77,7 @@ def zero_window(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE)
         conn.sendall(f"OK {seen['received']}\n".encode())
 
     with net.server():
-        peer = Peer(listener(net.server_ip, port, rcvbuf=ZW_RCVBUF), body, name="lab-stalled")
-        peer.start()
+        peer = Peer.serving(net.server_ip, port, body, rcvbuf=ZW_RCVBUF, name="lab-stalled")
     with net.client():
         sock = socket.create_connection((net.server_ip, port), timeout=TIMEOUT + ZW_STALL)
     with sock:
@@ -142,8 +141,7 @@ def nagle(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> Sc
 
     for label, nodelay in (("nagle", False), ("nodelay", True)):
         with net.server():
-            peer = Peer(listener(net.server_ip, port), serve, name=f"lab-{label}")
-            peer.start()
+            peer = Peer.serving(net.server_ip, port, serve, name=f"lab-{label}")
         with net.client():
             sock = socket.create_connection((net.server_ip, port), timeout=TIMEOUT)
         with sock:
@@ -216,8 +214,7 @@ def keepalive(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -
         done.set()
 
     with net.server():
-        peer = Peer(listener(net.server_ip, port), serve, name="lab-idle")
-        peer.start()
+        peer = Peer.serving(net.server_ip, port, serve, name="lab-idle")
     with net.client():
         sock = socket.create_connection((net.server_ip, port), timeout=TIMEOUT)
     with sock:

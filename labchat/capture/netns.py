@@ -245,13 +245,8 @@ class LabNetwork:
                         run_tool(["ip", "link", "add", SERVER_IFACE, "mtu", str(self.mtu), "type",
                               "veth", "peer", "name", CLIENT_IFACE, "mtu", str(self.mtu),
                               "netns", fd_path])  # fmt: skip
-                    # One segment per packet: veth would otherwise pass TCP's 64 KB GSO
-                    # super-packets along unsplit, and the capture would show them whole.
-                    run_tool(["ip", "link", "set", "dev", iface, "gso_max_segs", "1",
-                          "gso_max_size", str(self.mtu)])  # fmt: skip
-                    run_tool(["ip", "addr", "add", f"{ip}/{PREFIX}", "dev", iface])
-                    run_tool(["ip", "link", "set", iface, "up"])
-            self._wait_for_link()
+                    self._link_up(iface, f"{ip}/{PREFIX}")
+            self._wait_for_links()
             self._apply(self.shaping)
             self._apply_sysctls()
         except BaseException:
@@ -259,19 +254,32 @@ class LabNetwork:
             raise
         return self
 
-    def _wait_for_link(self, timeout: float = 3.0) -> None:
+    def _link_up(self, iface: str, address: str) -> None:
+        """Give ``iface`` (on the current thread's host) its address and bring it up."""
+        # One segment per packet: veth would otherwise pass TCP's 64 KB GSO super-packets
+        # along unsplit, and the capture would show them whole.
+        run_tool(["ip", "link", "set", "dev", iface, "gso_max_segs", "1",
+                  "gso_max_size", str(self.mtu)])  # fmt: skip
+        run_tool(["ip", "addr", "add", address, "dev", iface])
+        run_tool(["ip", "link", "set", iface, "up"])
+
+    def _wait_for_links(
+        self,
+        links: Sequence[tuple[str, str]] = (("server", SERVER_IFACE), ("client", CLIENT_IFACE)),
+        timeout: float = 3.0,
+    ) -> None:
+        """Wait until every ``(host, interface)`` in ``links`` is up."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             states = []
-            for ns in ("server", "client"):
-                iface = SERVER_IFACE if ns == "server" else CLIENT_IFACE
-                with self._in(ns):
+            for host, iface in links:
+                with self._in(host):
                     # Not /sys/class/net: sysfs shows the namespace it was mounted in.
                     states.append("state UP" in run_tool(["ip", "-o", "link", "show", iface]))
             if all(states):
                 return
             time.sleep(0.02)
-        raise NetworkError(f"the veth link did not come up within {timeout} s")
+        raise NetworkError(f"the lab network's links did not come up within {timeout} s")
 
     def _apply_sysctls(self) -> None:
         for host, values in self.sysctls.items():

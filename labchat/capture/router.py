@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any
 
 from .child import bring_up_loopback
@@ -65,6 +64,8 @@ _ROUTER_IPS = {"client": "10.77.0.254", "server": "10.77.1.254"}
 #: The router's two interfaces: towards the client, towards the server.
 ROUTER_CLIENT_IFACE = "veth-rc"
 ROUTER_SERVER_IFACE = "veth-rs"
+_LINKS = (("client", CLIENT_IFACE), ("server", SERVER_IFACE),
+          ("router", ROUTER_CLIENT_IFACE), ("router", ROUTER_SERVER_IFACE))  # fmt: skip
 
 
 class RoutedNetwork(LabNetwork):
@@ -103,7 +104,7 @@ class RoutedNetwork(LabNetwork):
                     bring_up_loopback()
                     self._link_up(iface, f"{ip}/24")
                     run_tool(["ip", "route", "add", "default", "via", _ROUTER_IPS[host]])
-            self._wait_for_links()
+            self._wait_for_links(_LINKS)
             self._shape()
             if self.shaping.drops or self.shaping.loss_percent:
                 self._firewall(self.shaping)
@@ -112,27 +113,6 @@ class RoutedNetwork(LabNetwork):
             self.close()
             raise
         return self
-
-    def _link_up(self, iface: str, address: str) -> None:
-        # One segment per packet (see LabNetwork.start): no 64 KB GSO super-packets.
-        run_tool(["ip", "link", "set", "dev", iface, "gso_max_segs", "1",
-                  "gso_max_size", str(self.mtu)])  # fmt: skip
-        run_tool(["ip", "addr", "add", address, "dev", iface])
-        run_tool(["ip", "link", "set", iface, "up"])
-
-    def _wait_for_links(self, timeout: float = 3.0) -> None:
-        deadline = time.monotonic() + timeout
-        want = (("client", CLIENT_IFACE), ("server", SERVER_IFACE),
-                ("router", ROUTER_CLIENT_IFACE), ("router", ROUTER_SERVER_IFACE))  # fmt: skip
-        while time.monotonic() < deadline:
-            up = []
-            for host, iface in want:
-                with self._in(host):
-                    up.append("state UP" in run_tool(["ip", "-o", "link", "show", iface]))
-            if all(up):
-                return
-            time.sleep(0.02)
-        raise NetworkError(f"the routed lab network's links did not come up within {timeout} s")
 
     def _shape(self) -> None:
         shaping = self.shaping
