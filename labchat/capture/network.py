@@ -186,8 +186,9 @@ def _capture_one(name: str, directory: Path, mode: CaptureMode, port: int, pause
         tempfile.TemporaryDirectory(prefix=f"labchat-{name}-") as tmp,
         network_cls(shaping, port=port, sysctls=spec.sysctls) as net,
     ):
-        # A bulk transfer is thousands of frames a second: dissect them after the capture.
-        sniffer = Sniffer(iface, port, dissect=not spec.routed)
+        # Frames kept raw: the capture only writes them to a file, and a bulk transfer is
+        # thousands of frames a second, more than scapy can dissect as they come.
+        sniffer = Sniffer(iface, port, dissect=False)
         t0 = time.monotonic()
         # The sniffer thread opens its socket on the host it starts on.
         with net.server() if spec.capture_at == "server" else net.client():

@@ -18,6 +18,7 @@ import json
 import platform
 import shutil
 import ssl
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,19 +145,38 @@ def connections(packets: Sequence[Any], server_port: int, roles: Sequence[str]) 
     Returns:
         ``[{"role", "client_port", "server_port"}, ...]``, one per connection.
     """
-    from scapy.layers.inet import TCP
-
     ports: list[int] = []
     for p in packets:
         # A SYN without ACK: a client opening a connection (retransmitted SYNs count once).
-        if TCP in p and p[TCP].dport == server_port and (int(p[TCP].flags) & 0x12) == 0x02:
-            if p[TCP].sport not in ports:
-                ports.append(p[TCP].sport)
+        head = _tcp_head(p)
+        if head and head[1] == server_port and head[2] & 0x12 == 0x02 and head[0] not in ports:
+            ports.append(head[0])
     conns = []
     for i, port in enumerate(ports):
         role = roles[i] if i < len(roles) else f"client{i + 1}"
         conns.append({"role": role, "client_port": port, "server_port": server_port})
     return conns
+
+
+def _tcp_head(p: Any) -> tuple[int, int, int] | None:
+    """(source port, destination port, flags) of a packet's TCP header, or None.
+
+    A dissected scapy packet, or a raw Ethernet frame (`labchat.capture.Sniffer` with
+    ``dissect=False``), read straight from its bytes: Ethernet II, IPv4, TCP.
+    """
+    from scapy.layers.inet import TCP
+
+    if TCP in p:
+        return p[TCP].sport, p[TCP].dport, int(p[TCP].flags)
+    raw = bytes(p)
+    # EtherType 0x0800 (IPv4) at 12, IP protocol 6 (TCP) at 14 + 9.
+    if len(raw) < 54 or raw[12:14] != b"\x08\x00" or raw[23] != 6:
+        return None
+    tcp = 14 + (raw[14] & 0x0F) * 4
+    if len(raw) < tcp + 14:
+        return None
+    sport, dport = struct.unpack_from("!HH", raw, tcp)
+    return sport, dport, raw[tcp + 13]
 
 
 def read_keylog(path: str | Path | None) -> bytes | None:

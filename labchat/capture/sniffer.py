@@ -158,10 +158,11 @@ class Sniffer:
         keep_recent: also keep the newest this many packets in `recent` while sniffing (for
             a live view that redraws as packets arrive); 0 keeps none there. With
             ``dissect=False`` they are raw frames.
-        dissect: False keeps each frame as raw bytes while sniffing and dissects them all in
-            `stop` (with libpcap only). scapy dissects a few thousand frames a second at best,
-            less on a busy machine: a bulk transfer outruns it, libpcap's 2 MB ring fills and
-            the end of the transfer goes missing. Raw frames cost microseconds each.
+        dissect: False keeps each frame as raw bytes (with libpcap only): `stop` returns
+            them as ``conf.raw_layer`` packets with their times, ready to write to a file.
+            scapy dissects a few thousand frames a second at best, less on a busy machine: a
+            bulk transfer outruns it, libpcap's 2 MB ring fills and the end of the transfer
+            goes missing; and dissecting them afterwards takes seconds nobody needs.
 
     With libpcap the filter is a BPF program (``tcp port P``) run in the kernel; without it a
     Python ``lfilter`` does the same job after the packets are copied to us.
@@ -194,7 +195,6 @@ class Sniffer:
         #: The newest ``keep_recent`` packets, oldest first (appended by the sniffer thread).
         self.recent: deque[Any] = deque(maxlen=keep_recent)
         self.dissect = dissect or not self.use_pcap
-        self._link_layer: Any = None  # what raw frames are dissected as in stop()
 
     def _match(self, pkt: Any) -> bool:
         from scapy.layers.inet import TCP
@@ -215,27 +215,16 @@ class Sniffer:
         """The libpcap socket class, made to hand frames over undissected (``dissect=False``)."""
         from scapy.config import conf
 
-        sniffer = self
         base: Any = self._socket_cls
 
         class RawFramesPcapListenSocket(base):  # type: ignore[misc, valid-type]
-            desc = f"{base.desc}, frames dissected after the capture"
+            desc = f"{base.desc}, frames kept raw"
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
-                sniffer._link_layer = self.LL
                 self.LL = conf.raw_layer
 
         return RawFramesPcapListenSocket
-
-    def _dissected(self, frames: list[Any]) -> list[Any]:
-        layer = self._link_layer
-        out = []
-        for frame in frames:
-            pkt = layer(bytes(frame))
-            pkt.time = frame.time
-            out.append(pkt)
-        return out
 
     def start(self, timeout: float = _START_TIMEOUT_S) -> Sniffer:
         """Start sniffing and return once the socket is open and listening.
@@ -308,8 +297,7 @@ class Sniffer:
                 f"sniffer on {self.iface} ({self.method}) stopped before it was asked to; "
                 "its socket failed (see scapy's warning above)"
             )
-        packets = list(sn.results or [])
-        return packets if self.dissect else self._dissected(packets)
+        return list(sn.results or [])
 
     def __enter__(self) -> Sniffer:
         return self.start()
