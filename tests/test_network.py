@@ -13,6 +13,7 @@ import json
 import shutil
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,21 +31,19 @@ from labchat.capture import bulk, flow, lossy, netns, network, router, shaping, 
 from labchat.capture.shaping import C2S, S2C, Drop, Shaping
 from labchat.cli.capture import network_main
 
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from bench.tshark_compare import ANALYSIS_FLAGS, compare  # noqa: E402
+
 CAPTURES = ROOT / "captures"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 NAMES = network.names()
 
-# The tshark fields compared frame by frame (tcp.analysis.<name>).
-TSHARK_FLAGS = (
-    "retransmission",
-    "fast_retransmission",
-    "spurious_retransmission",
-    "out_of_order",
-    "duplicate_ack",
-    "window_update",
-    "keep_alive",
-    "lost_segment",
-)
+# The tshark fields compared frame by frame (tcp.analysis.<name>): every flag labchat sets.
+TSHARK_FLAGS = ANALYSIS_FLAGS
+#: The captures of issue 14 (TCP in bulk): compared with tshark field by field.
+TCP_IN_BULK = ("bulk-upload", "bulk-upload-reno", "zero-window", "nagle", "keepalive",
+               "lost-segment")  # fmt: skip
 
 
 needs_private = skip_without_private()
@@ -224,6 +223,8 @@ def check_zero_window(conn: analysis.Connection, manifest: dict) -> dict:
     """The server stops reading: zero window, probes backing off, then a window update."""
     zero = [s for s in conn.segments if s.direction == S2C and "zero_window" in s.analysis]
     assert zero and all(s.scaled_window == 0 for s in zero)
+    full = [s for s in conn.segments if s.direction == C2S and "window_full" in s.analysis]
+    assert full and full[0].time < zero[0].time, "the client filled the window before it closed"
     # Linux probes a closed window with an empty segment one byte below the next one: to
     # tshark a keep-alive (a BSD or Windows peer sends one byte: a zero-window probe).
     probes = [s for s in conn.segments if s.direction == C2S and "keep_alive" in s.analysis]
@@ -354,7 +355,17 @@ def test_analysis_flags_agree_with_tshark(tmp_path: Path) -> None:
             seen |= flags
     # The comparison covered every kind that matters here, not just empty sets.
     assert {"retransmission", "fast_retransmission", "duplicate_ack", "spurious_retransmission",
-            "lost_segment", "window_update"} <= seen  # fmt: skip
+            "lost_segment", "window_update", "zero_window", "window_full", "keep_alive",
+            "keep_alive_ack"} <= seen  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed (CI has it)")
+@pytest.mark.parametrize("name", TCP_IN_BULK)
+def test_tcp_in_bulk_captures_agree_with_tshark_field_by_field(name: str) -> None:
+    """Stream, flags, seq, ack, len, window, every tcp.analysis flag, dup-ACK numbers, SACK."""
+    result = compare(CAPTURES / name / "capture.pcapng")
+    assert result.frames > 10
+    assert result.mismatches == [], result.mismatches[:5]
 
 
 # --------------------------------------------------------------------------------------------
