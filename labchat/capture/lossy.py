@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,20 +73,24 @@ def sink(
 
 
 def _send_and_close(
-    net: LabNetwork, port: int, payload: bytes, pause: float, *, chunk: int = 0, gap: float = 0.0
-) -> bytes:
+    net: LabNetwork, port: int, payload: bytes, pause: float, *,
+    writes: Sequence[int] = (), gap: float = 0.0,
+) -> bytes:  # fmt: skip
     """Client: connect, send ``payload``, half-close, read the answer to EOF.
 
-    ``chunk``/``gap``: write ``chunk`` bytes at a time, ``gap`` seconds apart (0: one sendall).
+    ``writes``: send the payload in writes of these many bytes, ``gap`` seconds apart, each
+    sent at once (TCP_NODELAY); empty: one sendall().
     """
     with net.client():
-        sock = socket.create_connection((SERVER_IP, port), timeout=TIMEOUT)
+        sock = socket.create_connection((net.server_ip, port), timeout=TIMEOUT)
     with sock:
         time.sleep(pause)
-        if chunk:
+        if writes:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for i in range(0, len(payload), chunk):
-                sock.sendall(payload[i : i + chunk])
+            sent = 0
+            for n in writes:
+                sock.sendall(payload[sent : sent + n])
+                sent += n
                 time.sleep(gap)
         else:
             sock.sendall(payload)
@@ -182,20 +186,8 @@ def lost_segment(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE
 
     with net.server():
         peer = Peer.serving(net.server_ip, port, body, rcvbuf=LS_RCVBUF, name="lab-sink")
-    with net.client():
-        sock = socket.create_connection((net.server_ip, port), timeout=TIMEOUT)
-    with sock:
-        time.sleep(pause)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sent = 0
-        for n in LS_WRITES:
-            sock.sendall(payload[sent : sent + n * SEGMENT])
-            sent += n * SEGMENT
-            time.sleep(LS_GAP)
-        sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        while data := sock.recv(4096):
-            answer += data
+    writes = [n * SEGMENT for n in LS_WRITES]
+    answer = _send_and_close(net, port, payload, pause, writes=writes, gap=LS_GAP)
     peer.finish(2 * TIMEOUT)
     time.sleep(pause)
     return ScenarioRun(
