@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FLAG_NAMES",
     "broadcast_latency",
+    "cwnd",
     "flag_words",
     "in_flight",
     "ladder",
@@ -123,17 +124,11 @@ def lost_originals(conn: Connection) -> list[Segment]:
     """Segments whose data was sent again later: the copies that were (most likely) lost.
 
     The capture point sees them; the receiver evidently did not (or its ACK got lost).
+    Same as `labchat.analysis.lost_originals` on ``conn.segments``.
     """
-    out = []
-    for i, seg in enumerate(conn.segments):
-        if seg.seq_len == 0 or seg.retransmission or seg.rst:
-            continue
-        if any(
-            later.direction == seg.direction and later.retransmission and later.seq == seg.seq
-            for later in conn.segments[i + 1 :]
-        ):
-            out.append(seg)
-    return out
+    from .analysis import lost_originals as originals
+
+    return originals(conn.segments)
 
 
 def _phase_spans(
@@ -254,61 +249,172 @@ def ladder(
     return fig
 
 
-def time_sequence(conn: Connection, ax: Axes | None = None) -> Figure:
+def _slow_start_spans(samples: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """Times (ms) when the sender's kernel was in slow start (`labchat.capture.tcpinfo.phases`)."""
+    from .capture.tcpinfo import phases
+
+    return [(p["start"] * 1000, p["end"] * 1000) for p in phases(samples)
+            if p["phase"] == "slow start"]  # fmt: skip
+
+
+def time_sequence(
+    conn: Connection,
+    ax: Axes | None = None,
+    *,
+    samples: list[dict[str, Any]] | None = None,
+    direction: str | None = None,
+    window: bool = False,
+) -> Figure:
     """Draw a Stevens time-sequence graph: relative sequence number against time.
 
     Each data segment is a vertical bar from its first to its last byte; the line of the same
-    colour (lighter, stepped) is the peer's cumulative ACK for that direction. Retransmissions
-    are red crosses (gid ``retransmissions-client``/``-server``), segments sent again later
-    red ``X`` (``lost-...``), duplicate ACKs purple diamonds (``duplicate-acks-...``) and SACK
-    blocks short purple bars at the ACK's time (``sack-...``).
+    colour (lighter, stepped) is the peer's cumulative ACK for that direction. Each loss is
+    marked: the segment sent again later is a red ``X`` (gid ``lost-client``/``-server``), its
+    resend a red cross (``retransmissions-...``), and the recovery, from the first resend to
+    the ACK of everything sent before it, a pale red band (``recovery-client-N``, see
+    `labchat.analysis.Connection.recoveries`). Duplicate ACKs are purple diamonds
+    (``duplicate-acks-...``), SACK blocks short purple bars at the ACK's time (``sack-...``),
+    empty probes (tshark's keep-alives and zero-window probes) black dots (``probes-...``).
+
+    Args:
+        conn: the connection.
+        ax: where to draw.
+        samples: the sender's TCP_INFO rows (`labchat.capture.CaptureResult.tcp_info`): the
+            times its kernel was in slow start are shaded pale green (``slow-start-N``); the
+            rest is congestion avoidance or loss recovery.
+        direction: draw only this direction's data and its ACKs (default: both).
+        window: also draw the right edge of the receiver's window, ACK + advertised window,
+            the highest byte the sender may send (``window-client``), as tcptrace does.
     """
     fig, ax = _new_axes(ax, (8.0, 4.5))
+    for i, (a, b) in enumerate(_slow_start_spans(samples or [])):
+        span = ax.axvspan(a, b, color="#d9f0d3", alpha=0.8, lw=0, zorder=0,
+                          label="slow start (sender's kernel)" if i == 0 else None)  # fmt: skip
+        span.set_gid(f"slow-start-{i}")
     lost = {s.index for s in lost_originals(conn)}
-    for direction, peer, name in (("c->s", "s->c", "client"), ("s->c", "c->s", "server")):
-        colour = _DIR_COLOURS[direction]
-        data = [s for s in conn.segments if s.direction == direction]
-        bars = [s for s in data if s.payload_len > 0 or s.syn or s.fin]
-        if bars:
-            ax.vlines(
-                [s.time * 1000 for s in bars],
-                [s.rel_seq for s in bars],
-                [s.rel_seq + max(s.seq_len, 1) for s in bars],
-                colors=colour, lw=2.5, label=f"{name} data (seq .. seq+len)",
-            )  # fmt: skip
-            rt = [s for s in bars if s.retransmission]
-            if rt:
-                (line,) = ax.plot([s.time * 1000 for s in rt], [s.rel_seq for s in rt], "x",
-                                  color="#c0392b", ms=9, mew=2,
-                                  label=f"{name} retransmission")  # fmt: skip
-                line.set_gid(f"retransmissions-{name}")
-            gone = [s for s in bars if s.index in lost]
-            if gone:
-                (line,) = ax.plot([s.time * 1000 for s in gone], [s.rel_seq for s in gone], "X",
-                                  color="#c0392b", ms=8, mfc="none",
-                                  label=f"{name} segment sent again later")  # fmt: skip
-                line.set_gid(f"lost-{name}")
-        acks = [s for s in conn.segments if s.direction == peer and s.has_ack]
-        if acks:
-            ax.step(
-                [s.time * 1000 for s in acks], [s.rel_ack for s in acks], where="post",
-                color=colour, alpha=0.45, lw=1.2, label=f"ACKs of {name} data",
-            )  # fmt: skip
-            dup = [s for s in acks if "duplicate_ack" in getattr(s, "analysis", ())]
-            if dup:
-                (line,) = ax.plot([s.time * 1000 for s in dup], [s.rel_ack for s in dup], "D",
-                                  color="#8e44ad", ms=4,
-                                  label=f"duplicate ACKs of {name} data")  # fmt: skip
-                line.set_gid(f"duplicate-acks-{name}")
-            sacked = [(s, blk) for s in acks for blk in getattr(s, "sack", ())]
-            if sacked:
-                coll = ax.vlines([s.time * 1000 for s, _ in sacked], [b[0] for _, b in sacked],
-                                 [b[1] for _, b in sacked], colors="#8e44ad", lw=5, alpha=0.5,
-                                 label=f"SACK blocks ({name} data received)")  # fmt: skip
-                coll.set_gid(f"sack-{name}")
+    for d, peer, name in (("c->s", "s->c", "client"), ("s->c", "c->s", "server")):
+        if direction is None or d == direction:
+            _recovery_spans(ax, conn, d, f"{name} loss recovery", gid=f"recovery-{name}")
+            _ts_data(ax, conn, d, name, lost)
+            _ts_acks(ax, conn, peer, name, window=window)
     _time_axes(
         ax, "relative sequence number (bytes)", f"Time-sequence graph, connection #{conn.stream}"
     )
+    return fig
+
+
+def _ts_data(ax: Axes, conn: Connection, direction: str, name: str, lost: set[int]) -> None:
+    """One direction's data bars, resends, lost originals and empty probes."""
+    colour = _DIR_COLOURS[direction]
+    data = [s for s in conn.segments if s.direction == direction]
+    bars = [s for s in data if s.payload_len > 0 or s.syn or s.fin]
+    if bars:
+        ax.vlines(
+            [s.time * 1000 for s in bars],
+            [s.rel_seq for s in bars],
+            [s.rel_seq + max(s.seq_len, 1) for s in bars],
+            colors=colour, lw=2.5, label=f"{name} data (seq .. seq+len)",
+        )  # fmt: skip
+    marks = (
+        ("retransmissions", [s for s in bars if s.retransmission], "x",
+         {"color": "#c0392b", "ms": 9, "mew": 2}, f"{name} retransmission"),
+        ("lost", [s for s in bars if s.index in lost], "X",
+         {"color": "#c0392b", "ms": 8, "mfc": "none"}, f"{name} segment sent again later"),
+        ("probes", [s for s in data if not s.seq_len and s.analysis
+                    & {"keep_alive", "zero_window_probe"}], "o",
+         {"color": "#222222", "ms": 5}, f"{name} probe (no data, old seq)"),
+    )  # fmt: skip
+    for gid, segs, marker, style, label in marks:
+        if segs:
+            (line,) = ax.plot([s.time * 1000 for s in segs], [s.rel_seq for s in segs], marker,
+                              ls="none", label=label, **style)  # fmt: skip
+            line.set_gid(f"{gid}-{name}")
+
+
+def _ts_acks(ax: Axes, conn: Connection, peer: str, name: str, *, window: bool) -> None:
+    """The peer's cumulative ACKs of ``name``'s data, its duplicate ACKs, SACK blocks, window."""
+    colour = _DIR_COLOURS["c->s" if peer == "s->c" else "s->c"]
+    acks = [s for s in conn.segments if s.direction == peer and s.has_ack]
+    if not acks:
+        return
+    ax.step(
+        [s.time * 1000 for s in acks], [s.rel_ack for s in acks], where="post",
+        color=colour, alpha=0.45, lw=1.2, label=f"ACKs of {name} data",
+    )  # fmt: skip
+    if window:
+        edge = [(s.time * 1000, s.rel_ack + s.scaled_window) for s in acks
+                if s.scaled_window is not None]  # fmt: skip
+        (line,) = ax.step([t for t, _ in edge], [y for _, y in edge], where="post",
+                          color="#d4a017", lw=1.6,
+                          label=f"{name}'s window edge (ACK + window)")  # fmt: skip
+        line.set_gid(f"window-{name}")
+    dup = [s for s in acks if "duplicate_ack" in s.analysis]
+    if dup:
+        (line,) = ax.plot([s.time * 1000 for s in dup], [s.rel_ack for s in dup], "D",
+                          color="#8e44ad", ms=4, ls="none",
+                          label=f"duplicate ACKs of {name} data")  # fmt: skip
+        line.set_gid(f"duplicate-acks-{name}")
+    sacked = [(s, blk) for s in acks for blk in s.sack]
+    if sacked:
+        coll = ax.vlines([s.time * 1000 for s, _ in sacked], [b[0] for _, b in sacked],
+                         [b[1] for _, b in sacked], colors="#8e44ad", lw=5, alpha=0.5,
+                         label=f"SACK blocks ({name} data received)")  # fmt: skip
+        coll.set_gid(f"sack-{name}")
+
+
+def _recovery_spans(ax: Axes, conn: Connection, direction: str, label: str, *, gid: str) -> None:
+    """Pale red bands over each recovery of ``direction`` (gid ``<gid>-<n>``)."""
+    for i, r in enumerate(conn.recoveries(direction)):
+        end = r.end if r.end is not None else conn.segments[-1].time
+        span = ax.axvspan(r.start * 1000, max(end, r.start + 1e-4) * 1000, color="#f3c4c4",
+                          alpha=0.6, lw=0, zorder=0, label=label if i == 0 else None)  # fmt: skip
+        span.set_gid(f"{gid}-{i}")
+
+
+def cwnd(
+    conn: Connection,
+    samples: list[dict[str, Any]],
+    direction: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """The sender's congestion window, from its kernel, over the bytes in flight the capture saw.
+
+    Args:
+        conn: the connection (captured at the sender, so the bytes in flight are its own).
+        samples: the sender's TCP_INFO rows on the capture's time axis, with ``t``,
+            ``snd_cwnd``, ``snd_ssthresh`` and ``snd_mss``
+            (`labchat.capture.CaptureResult.tcp_info`).
+        direction: the data's direction (default: the one that sent more).
+        ax: where to draw.
+
+    Draws cwnd x MSS (gid ``cwnd``) and ssthresh x MSS (``ssthresh``, from the first time it
+    is set) as steps, the capture's bytes in flight as dots (``bytes-in-flight``), each loss
+    recovery as a pale red band (``recovery-N``), and the same scale in segments on the right.
+    """
+    fig, ax = _new_axes(ax, (8.0, 4.2))
+    direction = direction or conn.data_direction()
+    mss = next((r["snd_mss"] for r in samples if r.get("snd_mss")), 1448)
+    _recovery_spans(ax, conn, direction, "loss recovery (capture)", gid="recovery")
+    # At the data segments only, as tshark shows it: the sender's view when it sends.
+    points = conn.bytes_in_flight(direction, acks=False)
+    if points:
+        (line,) = ax.plot([t * 1000 for t, _ in points], [b for _, b in points], ".",
+                          color=_DIR_COLOURS[direction], ms=2.5, alpha=0.6,
+                          label="bytes in flight (capture)")  # fmt: skip
+        line.set_gid("bytes-in-flight")
+    t = [r["t"] * 1000 for r in samples]
+    (line,) = ax.step(t, [r["snd_cwnd"] * mss for r in samples], where="post", color="#222222",
+                      lw=1.8, label="cwnd (sender's kernel) x MSS")  # fmt: skip
+    line.set_gid("cwnd")
+    thresh = [(x, r["snd_ssthresh"] * mss) for x, r in zip(t, samples, strict=True)
+              if r["snd_ssthresh"] is not None]  # fmt: skip
+    if thresh:
+        (line,) = ax.step([x for x, _ in thresh], [y for _, y in thresh], where="post",
+                          color="#8e44ad", lw=1.6, ls="--", label="ssthresh x MSS")  # fmt: skip
+        line.set_gid("ssthresh")
+    _time_axes(ax, "bytes", f"Congestion window and bytes in flight ({direction})", from_zero=True)
+    right = ax.secondary_yaxis("right", functions=(lambda b: b / mss, lambda n: n * mss))
+    right.set_ylabel(f"segments of {mss} bytes")
     return fig
 
 
@@ -341,11 +447,17 @@ def in_flight(conn: Connection, direction: str | None = None, ax: Axes | None = 
     return fig
 
 
-def rtt(conn: Connection, direction: str | None = None, ax: Axes | None = None,
-        **kwargs: Any) -> Figure:  # fmt: skip
+def rtt(conn: Connection, direction: str | None = None, ax: Axes | None = None, *,
+        kernel: list[dict[str, Any]] | None = None, **kwargs: Any) -> Figure:  # fmt: skip
     """SampleRTT, EstimatedRTT and EstimatedRTT + 4 DevRTT against time (RFC 6298).
 
-    Keyword arguments go to :func:`labchat.analysis.estimate_rtt` (``alpha``, ``beta``).
+    Args:
+        conn: the connection.
+        direction: whose segments' round trips (default: the data's).
+        ax: where to draw.
+        kernel: the sender's TCP_INFO rows (`labchat.capture.CaptureResult.tcp_info`): its
+            own SRTT is drawn too (gid ``kernel-srtt``).
+        **kwargs: for :func:`labchat.analysis.estimate_rtt` (``alpha``, ``beta``).
     """
     from .analysis import estimate_rtt
 
@@ -363,6 +475,11 @@ def rtt(conn: Connection, direction: str | None = None, ax: Axes | None = None,
         if ys:
             (line,) = ax.plot(t, [y * 1000 for y in ys], style, ms=3, color=colour, label=label)
             line.set_gid(gid)
+    if kernel:
+        (line,) = ax.step([r["t"] * 1000 for r in kernel], [r["rtt"] / 1000 for r in kernel],
+                          where="post", color="#2e8b57", lw=1.4,
+                          label="SRTT (the sender's kernel)")  # fmt: skip
+        line.set_gid("kernel-srtt")
     _time_axes(ax, "RTT (ms)", f"Round-trip time, connection #{conn.stream}", from_zero=True)
     return fig
 

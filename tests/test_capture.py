@@ -16,6 +16,7 @@ from helpers import nobody_dir, nobody_python, private_unavailable, skip_without
 
 from labchat import capture
 from labchat.capture import CaptureError, CaptureMode, Sniffer, detect_mode, modes, pcapng
+from labchat.capture.results import connections
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (CI installs it)")
@@ -267,6 +268,44 @@ def test_Sniffer_sees_each_segment_once_and_only_its_port(use_pcap, monkeypatch)
     assert all(lab.port in (t.sport, t.dport) for t in tcp)
     assert len(_syns(pkts)) == 1  # one connect, one SYN: no loopback duplicates
     assert len({(t.sport, t.dport, t.seq, t.ack, int(t.flags)) for t in tcp}) == len(tcp)
+
+
+@pytest.mark.capture
+@needs_host
+def test_Sniffer_can_keep_frames_raw_for_bulk_transfers(tmp_path):
+    if not capture.libpcap_available():
+        pytest.skip("libpcap not installed (dissect=False needs it)")
+    from scapy.config import conf
+
+    from labchat import analysis
+
+    lab = _Listener()
+    try:
+        with Sniffer("lo", lab.port, dissect=False) as sniffer:
+            _connect_once(lab.port)
+            frames = sniffer.stop()
+    finally:
+        lab.close()
+    assert frames and all(type(f) is conf.raw_layer and f.time for f in frames)
+    (conn,) = connections(frames, lab.port, ["only"])  # SYNs found in the raw bytes
+    capture.write_pcapng(tmp_path / "raw.pcapng", frames)
+    loaded = analysis.load(tmp_path / "raw.pcapng").connection(0)
+    assert loaded.client[1] == conn["client_port"] and loaded.handshake().ok
+
+
+def test_connections_reads_raw_and_dissected_frames_alike():
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    syn = Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=40000, dport=5050, flags="S")
+    synack = Ether() / IP() / TCP(sport=5050, dport=40000, flags="SA")
+    other = Ether() / IP() / TCP(sport=40001, dport=6000, flags="S")
+    frames = [syn, synack, other, syn]
+    raw = [Raw(bytes(f)) for f in frames]
+    want = [{"role": "a", "client_port": 40000, "server_port": 5050}]
+    assert connections(frames, 5050, ["a"]) == connections(raw, 5050, ["a"]) == want
+    assert connections([Raw(b"\x00" * 60)], 5050, ["a"]) == []  # not IPv4/TCP
 
 
 @pytest.mark.capture

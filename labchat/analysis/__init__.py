@@ -18,9 +18,20 @@ decryption), ``connection``/``capture``/``facts`` (the facts), ``summary`` and `
 """
 
 from .capture import Capture
+from .congestion import Recovery, lost_originals
 from .connection import Connection, Transfer
 from .errors import AnalysisError
-from .facts import C2S, S2C, Handshake, RTTSample, Segment, Teardown, TLSMessage, estimate_rtt
+from .facts import (
+    C2S,
+    LINUX_RTO_MIN,
+    S2C,
+    Handshake,
+    RTTSample,
+    Segment,
+    Teardown,
+    TLSMessage,
+    estimate_rtt,
+)
 from .loader import DEFAULT_TLS_PORTS, load
 from .summary import first_application_data, tls_round_trips, tls_summary
 from .table import Table
@@ -29,12 +40,14 @@ from .tlsinfo import TLSInfo, TLSRecord
 __all__ = [
     "C2S",
     "DEFAULT_TLS_PORTS",
+    "LINUX_RTO_MIN",
     "S2C",
     "AnalysisError",
     "Capture",
     "Connection",
     "Handshake",
     "RTTSample",
+    "Recovery",
     "Segment",
     "TLSInfo",
     "TLSMessage",
@@ -45,6 +58,7 @@ __all__ = [
     "estimate_rtt",
     "first_application_data",
     "load",
+    "lost_originals",
     "tls_round_trips",
     "tls_summary",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .congestion import Recovery, find_recoveries
 from .facts import C2S, MOD, S2C, Handshake, RTTSample, Segment, Teardown, TLSMessage, estimate_rtt
 from .reassembly import reassemble
 from .table import Table
@@ -200,7 +201,8 @@ class Connection:
     def rtt_table(self, direction: str | None = None, **kwargs: Any) -> Table:
         """Each RTT sample with EstimatedRTT, DevRTT and the RTO after it, in milliseconds.
 
-        Keyword arguments go to `estimate_rtt` (``alpha``, ``beta``, ``min_rto`` ...).
+        Keyword arguments go to `estimate_rtt` (``alpha``, ``beta``, ``rule="linux"`` for
+        the RTO Linux computes, ...).
         """
         samples = self.rtt_samples(direction)
         rows = []
@@ -219,28 +221,39 @@ class Connection:
         cols = ["time", "segment", "ack", "SampleRTT ms", "EstimatedRTT ms", "DevRTT ms", "RTO ms"]
         return Table(rows, cols)
 
-    def bytes_in_flight(self, direction: str | None = None) -> list[tuple[float, int]]:
-        """(time, bytes sent but not yet acknowledged) after each data segment of ``direction``.
+    def bytes_in_flight(
+        self, direction: str | None = None, *, acks: bool = True
+    ) -> list[tuple[float, int]]:
+        """(time, bytes sent but not yet acknowledged) of ``direction``, at each change.
 
         Sequence-based: highest sequence number sent minus the highest ACK received so far,
         less what SACK blocks report as received (Wireshark's ``bytes_in_flight``, RFC 6675's
-        "pipe" without the retransmission bookkeeping).
+        "pipe" without the retransmission bookkeeping). A point after each data segment (the
+        value tshark shows on it) and, unless ``acks`` is False, after each ACK from the peer
+        (data leaving the network), so the curve goes back down to zero when the transfer
+        ends instead of stopping at the last send.
         """
         direction = direction or self.data_direction()
         high = acked = None
         sacked: tuple = ()
         out: list[tuple[float, int]] = []
+
+        def flight() -> int:
+            gone = sum(b - a for a, b in sacked if a >= acked)
+            return max(0, high - acked - gone)
+
         for s in self.segments:
             if s.direction == direction:
                 if s.seq_len:
                     end = s.rel_seq + s.seq_len
                     high = end if high is None else max(high, end)
                     if s.payload_len and acked is not None:
-                        gone = sum(b - a for a, b in sacked if a >= acked)
-                        out.append((s.time, max(0, high - acked - gone)))
+                        out.append((s.time, flight()))
             elif s.has_ack:
                 acked = s.rel_ack if acked is None else max(acked, s.rel_ack)
                 sacked = s.sack
+                if acks and high is not None and out:
+                    out.append((s.time, flight()))
         return out
 
     def phase(self, seg: Segment) -> str:
@@ -252,10 +265,33 @@ class Connection:
             return "handshake"
         td = self.teardown()
         if td is not None and seg.index >= td.fins[0].index:
+            # After a half-close the other side may go on sending: its data, and the ACKs
+            # of that data, are data, not teardown (RFC 9293 section 3.6, "half-closed").
+            if not seg.fin and self._after_fin_data(td, seg):
+                return "data"
             return "teardown"
         if seg.syn:
             return "handshake"
         return "data"
+
+    def _after_fin_data(self, td: Teardown, seg: Segment) -> bool:
+        """Whether ``seg`` (after the first FIN) is data, or an ACK of such data."""
+        if seg.payload_len:
+            return True
+        ends = {
+            (s.seq + s.payload_len) % MOD
+            for s in self.segments
+            if s.index > td.fins[0].index and s.payload_len and s.direction != seg.direction
+        }
+        return seg.has_ack and seg.ack in ends
+
+    def recoveries(self, direction: str | None = None) -> list[Recovery]:
+        """The losses of ``direction`` (default: the data's) and the recovery from each one.
+
+        See `labchat.analysis.congestion.Recovery`: from the first retransmission to the
+        ACK that covers everything sent before it (RFC 6582's recovery point).
+        """
+        return find_recoveries(self.segments, direction or self.data_direction())
 
     def segment_table(self, *, raw_window: bool = False) -> Table:
         """One row per segment, the way Wireshark's packet list would show them.

@@ -10,6 +10,7 @@ from .tcpoptions import decode_options, options_dict
 
 __all__ = [
     "C2S",
+    "LINUX_RTO_MIN",
     "MOD",
     "S2C",
     "Handshake",
@@ -216,6 +217,11 @@ class RTTSample:
         return self.acked - self.sent
 
 
+#: Linux's smallest RTO term, TCP_RTO_MIN (include/net/tcp.h): 200 ms.
+LINUX_RTO_MIN = 0.2
+_RULES = ("rfc6298", "linux")
+
+
 def estimate_rtt(
     samples: Iterable[float],
     *,
@@ -224,6 +230,7 @@ def estimate_rtt(
     k: int = 4,
     granularity: float = 0.0,
     min_rto: float = 1.0,
+    rule: str = "rfc6298",
 ) -> list[dict[str, float]]:
     """The smoothed RTT, its variation and the RTO after each sample (RFC 6298 section 2).
 
@@ -231,14 +238,32 @@ def estimate_rtt(
 
         RTTVAR = (1 - beta) * RTTVAR + beta * |SRTT - R'|     (DevRTT in Kurose & Ross)
         SRTT   = (1 - alpha) * SRTT + alpha * R'              (EstimatedRTT)
-        RTO    = max(min_rto, SRTT + max(granularity, k * RTTVAR))
 
     RFC 6298 updates RTTVAR with the *old* SRTT; some textbooks update EstimatedRTT first.
-    ``min_rto`` is the RFC's 1 s; Linux uses 200 ms.
+    The RTO depends on ``rule``:
+
+    * ``"rfc6298"``: RTO = max(min_rto, SRTT + max(granularity, k * RTTVAR)); the RFC's
+      ``min_rto`` is 1 s (section 2.4).
+    * ``"linux"``: RTO = SRTT + max(k * RTTVAR, 200 ms) (tcp_set_rto() and
+      tcp_rtt_estimator() in the kernel): Linux puts its 200 ms floor, `LINUX_RTO_MIN`, on
+      the variance term, not on the sum, so on a fast link the RTO is SRTT + 200 ms, a little
+      over 200 ms. ``granularity`` and ``min_rto`` do not apply.
+
+    Args:
+        samples: RTT samples in seconds, in the order they were taken.
+        alpha, beta, k: RFC 6298's gains and multiplier.
+        granularity: the clock granularity G of RFC 6298 section 2.
+        min_rto: the RFC rule's lower bound on the RTO.
+        rule: ``"rfc6298"`` or ``"linux"``.
 
     Returns:
         One dict per sample: ``sample``, ``srtt``, ``rttvar``, ``rto`` (seconds).
+
+    Raises:
+        ValueError: an unknown ``rule``.
     """
+    if rule not in _RULES:
+        raise ValueError(f"unknown RTO rule {rule!r}; choose one of {', '.join(_RULES)}")
     out: list[dict[str, float]] = []
     srtt = rttvar = 0.0
     for i, r in enumerate(samples):
@@ -247,7 +272,10 @@ def estimate_rtt(
         else:
             rttvar = (1 - beta) * rttvar + beta * abs(srtt - r)
             srtt = (1 - alpha) * srtt + alpha * r
-        rto = max(min_rto, srtt + max(granularity, k * rttvar))
+        if rule == "linux":
+            rto = srtt + max(k * rttvar, LINUX_RTO_MIN)
+        else:
+            rto = max(min_rto, srtt + max(granularity, k * rttvar))
         out.append({"sample": r, "srtt": srtt, "rttvar": rttvar, "rto": rto})
     return out
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ __all__ = [
     "SLOW_RATE",
     "lost_fin",
     "lost_segment",
+    "sink",
     "slow_link",
     "syn_retry",
 ]
@@ -39,13 +40,13 @@ def _readline(sock: socket.socket, limit: int = 4096) -> bytes:
     return data
 
 
-def _sink(
+def sink(
     net: LabNetwork, port: int, reply: bytes | None = None, rcvbuf: int | None = None
 ) -> Callable[[], int]:
     """On the server host: accept one connection, read until EOF, answer ``OK <bytes>``, close.
 
     Args:
-        net: the lab network.
+        net: the lab network (its ``server_ip`` is where the sink listens).
         port: the port to listen on.
         reply: what to answer instead of ``OK <bytes>``.
         rcvbuf: the listener's SO_RCVBUF (see `labchat.capture.scenarios.listener`).
@@ -62,7 +63,7 @@ def _sink(
         conn.sendall(reply or f"OK {received}\n".encode())
 
     with net.server():
-        peer = Peer.serving(SERVER_IP, port, body, rcvbuf=rcvbuf, name="lab-sink")
+        peer = Peer.serving(net.server_ip, port, body, rcvbuf=rcvbuf, name="lab-sink")
 
     def finish() -> int:
         peer.finish(2 * TIMEOUT)
@@ -72,20 +73,24 @@ def _sink(
 
 
 def _send_and_close(
-    net: LabNetwork, port: int, payload: bytes, pause: float, *, chunk: int = 0, gap: float = 0.0
-) -> bytes:
+    net: LabNetwork, port: int, payload: bytes, pause: float, *,
+    writes: Sequence[int] = (), gap: float = 0.0,
+) -> bytes:  # fmt: skip
     """Client: connect, send ``payload``, half-close, read the answer to EOF.
 
-    ``chunk``/``gap``: write ``chunk`` bytes at a time, ``gap`` seconds apart (0: one sendall).
+    ``writes``: send the payload in writes of these many bytes, ``gap`` seconds apart, each
+    sent at once (TCP_NODELAY); empty: one sendall().
     """
     with net.client():
-        sock = socket.create_connection((SERVER_IP, port), timeout=TIMEOUT)
+        sock = socket.create_connection((net.server_ip, port), timeout=TIMEOUT)
     with sock:
         time.sleep(pause)
-        if chunk:
+        if writes:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for i in range(0, len(payload), chunk):
-                sock.sendall(payload[i : i + chunk])
+            sent = 0
+            for n in writes:
+                sock.sendall(payload[sent : sent + n])
+                sent += n
                 time.sleep(gap)
         else:
             sock.sendall(payload)
@@ -132,42 +137,85 @@ def syn_retry(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -
     )
 
 
-#: lost-segment: how much the client sends in one go, and which data segment is lost.
-# How the client writes the burst: 6 segments per write, 5 ms apart. One big sendall() keeps
-# the socket locked while the ACKs arrive; they wait in the socket's backlog and the client
-# reacts only after 8-10 of them. Short writes let it handle each ACK as it comes.
-LS_CHUNK, LS_GAP = 6 * 1448, 0.005
-# The server's receive buffer, fixed before listen(): its window is then at its final size from
-# the SYN-ACK on. Otherwise the window grows with the first ACKs, and Wireshark (like RFC 5681's
-# definition) does not count an ACK that changes the window as a duplicate.
-LS_RCVBUF = 8192
 #: TCP payload per full segment: MSS 1460 less the 12-byte timestamp option.
 SEGMENT = 1448
 BURST_BYTES = 20 * SEGMENT
 LOST_SEGMENT = 3
+# How the client writes the burst, in segments: the two before the loss; then the lost one and
+# exactly three more (three duplicate ACKs); then the rest, six at a time. Each write is sent at
+# once (TCP_NODELAY) and LS_GAP apart, so the client handles each group's ACKs before the next
+# (one big sendall() keeps its socket locked while ACKs queue in its backlog).
+LS_WRITES = (2, 4, 6, 6, 2)
+LS_GAP = 0.005
+# The server's receive buffer, fixed before listen(): its window is then at its final size (five
+# segments) from the SYN-ACK on. Otherwise the window grows with the first ACKs, and Wireshark
+# (like RFC 5681's definition) does not count an ACK that changes the window as a duplicate.
+# (TCP_WINDOW_CLAMP does not do it: Linux 6.x recomputes the clamp from the buffer.)
+LS_RCVBUF = 8192
+#: lost-segment runs the client with tail loss probes off (net.ipv4.tcp_early_retrans = 0):
+#: on a busy machine the server's last ACK can come later than the probe timeout (2 SRTT plus a
+#: few ms), and a probe would resend the tail, a second and spurious "lost" segment.
+LS_SYSCTLS = {"client": {"net.ipv4.tcp_early_retrans": "0"}}
 
 
 def lost_segment(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> ScenarioRun:
-    """20 segments of data; the 3rd is lost: three duplicate ACKs with SACK, fast retransmit."""
+    """20 segments of data; the 3rd is lost: three duplicate ACKs with SACK, fast retransmit.
+
+    Robust on a busy machine, which used to show fewer duplicate ACKs now and then: a receiver
+    that is busy reading owns its socket, and Linux then queues arriving segments in the
+    socket's backlog and merges neighbours there (tcp_add_backlog), so three out-of-order
+    segments made one duplicate ACK. Here the server's first recv() asks for more than the
+    data before the hole (SO_RCVLOWAT), so it sleeps until the retransmission fills the hole:
+    the kernel answers each segment after the hole with its own ACK, and the window those
+    ACKs carry does not move either (nothing is read in between).
+    """
     lines = b"".join(f"{i:05d} of a burst of lines, MSS-sized segments\n".encode()
                      for i in range(BURST_BYTES // 40 + 1))  # fmt: skip
     payload = lines[:BURST_BYTES]
-    finish = _sink(net, port, rcvbuf=LS_RCVBUF)
-    answer = _send_and_close(net, port, payload, pause, chunk=LS_CHUNK, gap=LS_GAP)
-    got = finish()
+    before_hole = (LOST_SEGMENT - 1) * SEGMENT
+    got = 0
+
+    def body(conn: socket.socket) -> None:
+        nonlocal got
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, before_hole + 1)
+        got = len(conn.recv(65536))  # returns once the hole is filled
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+        while chunk := conn.recv(65536):
+            got += len(chunk)
+        conn.sendall(f"OK {got}\n".encode())
+
+    with net.server():
+        peer = Peer.serving(net.server_ip, port, body, rcvbuf=LS_RCVBUF, name="lab-sink")
+    writes = [n * SEGMENT for n in LS_WRITES]
+    answer = _send_and_close(net, port, payload, pause, writes=writes, gap=LS_GAP)
+    peer.finish(2 * TIMEOUT)
     time.sleep(pause)
     return ScenarioRun(
         transcript=[
-            {"from": "client", "line": f"<{len(payload)} bytes in one sendall()>"},
+            {"from": "client", "line": f"<{len(payload)} bytes in {len(LS_WRITES)} writes>"},
             {"from": "server", "line": answer.decode().strip()},
         ],
-        server={"host": SERVER_IP, "port": port, "role": "server", "received": got},
-        clients=[{"role": "client", "host": CLIENT_IP, "sent": len(payload)}],
+        server={
+            "host": net.server_ip,
+            "port": port,
+            "role": "server",
+            "received": got,
+            "rcvbuf": LS_RCVBUF,
+        },  # fmt: skip
+        clients=[
+            {
+                "role": "client",
+                "host": net.client_ip,
+                "sent": len(payload),
+                "writes_in_segments": list(LS_WRITES),
+            }
+        ],  # fmt: skip
         notes=(
-            f"Data segment {LOST_SEGMENT} is lost on the link: the server ACKs every later "
-            "segment with the same ACK number plus a SACK block; after (at least) three "
-            "duplicate ACKs the client resends the missing segment without waiting for its "
-            "timer: fast retransmit (RFC 5681 3.2; Linux decides with RACK, RFC 8985)."
+            f"Data segment {LOST_SEGMENT} is lost on the link: the server ACKs each of the "
+            "three segments after it with the same ACK number plus a SACK block; with three "
+            "segments SACKed above the hole the client resends the missing one without "
+            "waiting for its timer: fast retransmit (RFC 5681 3.2; Linux decides on its SACK "
+            "scoreboard, RFC 6675, and with RACK, RFC 8985)."
         ),
     )
 
@@ -223,7 +271,7 @@ def slow_link(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -
 def lost_fin(net: LabNetwork, work: Path, *, port: int, pause: float = PAUSE) -> ScenarioRun:
     """The client's FIN is lost; it is sent again when the retransmission timer fires."""
     request = b"one line, then I close\n"
-    finish = _sink(net, port, reply=b"bye\n")
+    finish = sink(net, port, reply=b"bye\n")
     answer = _send_and_close(net, port, request, pause)
     finish()
     time.sleep(pause)

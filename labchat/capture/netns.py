@@ -54,12 +54,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .child import bring_up_loopback
 from .modes import DEFAULT_PORT, PROJECT_ROOT, private_unavailable, unshare_command
-from .shaping import C2S, Drop, Shaping, nft_script
+from .shaping import C2S, DEEP_QUEUE, Drop, Shaping, nft_script, tbf_args
 
 __all__ = [
     "CLIENT_IFACE",
@@ -71,7 +71,10 @@ __all__ = [
     "LabNetwork",
     "NetworkError",
     "features",
+    "in_netns",
+    "new_netns",
     "probe_features_here",
+    "qdisc_available",
     "run_tool",
 ]
 
@@ -105,8 +108,12 @@ def _setns(fd: int) -> None:
         raise NetworkError(f"setns(CLONE_NEWNET) failed: {os.strerror(err)}")
 
 
-def _new_netns() -> int:
-    """A new network namespace, as an open fd (the namespace lives as long as the fd)."""
+def new_netns() -> int:
+    """A new network namespace, as an open fd (the namespace lives as long as the fd).
+
+    Raises:
+        NetworkError: the kernel refused (no CAP_SYS_ADMIN in this user namespace).
+    """
     out: dict[str, Any] = {}
 
     def make() -> None:
@@ -128,8 +135,12 @@ def _new_netns() -> int:
 
 
 @contextlib.contextmanager
-def _in_netns(fd: int) -> Iterator[None]:
-    """Run the body (and processes it starts) in another network namespace; this thread only."""
+def in_netns(fd: int) -> Iterator[None]:
+    """Run the body (and processes it starts) in another network namespace; this thread only.
+
+    Args:
+        fd: an open namespace file descriptor (from `new_netns`).
+    """
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         _setns(fd)
@@ -184,6 +195,7 @@ class LabNetwork:
         shaping: what to do to the link (rate, delay, loss, drops).
         port: the server's TCP port: drop and loss rules only touch this connection.
         mtu: the link MTU.
+        sysctls: kernel settings per host (``client``, ``server``), e.g. to turn a timer off.
 
     Raises:
         NetworkError: a tool is missing or the kernel refuses a feature (the message says which).
@@ -194,10 +206,20 @@ class LabNetwork:
     server_iface = SERVER_IFACE
     client_iface = CLIENT_IFACE
 
-    def __init__(self, shaping: Shaping | None = None, *, port: int = DEFAULT_PORT, mtu: int = MTU):
+    def __init__(
+        self,
+        shaping: Shaping | None = None,
+        *,
+        port: int = DEFAULT_PORT,
+        mtu: int = MTU,
+        sysctls: Mapping[str, Mapping[str, str]] | None = None,
+    ):
         self.shaping = shaping or Shaping()
         self.port = port
         self.mtu = mtu
+        #: Kernel settings per host (``{"client": {"net.ipv4.tcp_early_retrans": "0"}}``),
+        #: written to that host's /proc/sys once the link is up.
+        self.sysctls = {host: dict(values) for host, values in (sysctls or {}).items()}
         self._client_fd: int | None = None
         self._server_fd: int | None = None
         self._rules: dict[str, list[tuple[str, Drop | None]]] = {"server": [], "client": []}
@@ -211,8 +233,8 @@ class LabNetwork:
     # ---- building ------------------------------------------------------------------------
 
     def start(self) -> LabNetwork:
-        self._server_fd = _new_netns()
-        self._client_fd = _new_netns()
+        self._server_fd = new_netns()
+        self._client_fd = new_netns()
         try:
             fd_path = f"/proc/{os.getpid()}/fd/{self._client_fd}"
             for host, iface, ip in (("server", SERVER_IFACE, SERVER_IP),
@@ -223,36 +245,57 @@ class LabNetwork:
                         run_tool(["ip", "link", "add", SERVER_IFACE, "mtu", str(self.mtu), "type",
                               "veth", "peer", "name", CLIENT_IFACE, "mtu", str(self.mtu),
                               "netns", fd_path])  # fmt: skip
-                    # One segment per packet: veth would otherwise pass TCP's 64 KB GSO
-                    # super-packets along unsplit, and the capture would show them whole.
-                    run_tool(["ip", "link", "set", "dev", iface, "gso_max_segs", "1",
-                          "gso_max_size", str(self.mtu)])  # fmt: skip
-                    run_tool(["ip", "addr", "add", f"{ip}/{PREFIX}", "dev", iface])
-                    run_tool(["ip", "link", "set", iface, "up"])
-            self._wait_for_link()
+                    self._link_up(iface, f"{ip}/{PREFIX}")
+            self._wait_for_links()
             self._apply(self.shaping)
+            self._apply_sysctls()
         except BaseException:
             self.close()
             raise
         return self
 
-    def _wait_for_link(self, timeout: float = 3.0) -> None:
+    def _link_up(self, iface: str, address: str) -> None:
+        """Give ``iface`` (on the current thread's host) its address and bring it up."""
+        # One segment per packet: veth would otherwise pass TCP's 64 KB GSO super-packets
+        # along unsplit, and the capture would show them whole.
+        run_tool(["ip", "link", "set", "dev", iface, "gso_max_segs", "1",
+                  "gso_max_size", str(self.mtu)])  # fmt: skip
+        run_tool(["ip", "addr", "add", address, "dev", iface])
+        run_tool(["ip", "link", "set", iface, "up"])
+
+    def _wait_for_links(
+        self,
+        links: Sequence[tuple[str, str]] = (("server", SERVER_IFACE), ("client", CLIENT_IFACE)),
+        timeout: float = 3.0,
+    ) -> None:
+        """Wait until every ``(host, interface)`` in ``links`` is up."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             states = []
-            for ns in ("server", "client"):
-                iface = SERVER_IFACE if ns == "server" else CLIENT_IFACE
-                with self._in(ns):
+            for host, iface in links:
+                with self._in(host):
                     # Not /sys/class/net: sysfs shows the namespace it was mounted in.
                     states.append("state UP" in run_tool(["ip", "-o", "link", "show", iface]))
             if all(states):
                 return
             time.sleep(0.02)
-        raise NetworkError(f"the veth link did not come up within {timeout} s")
+        raise NetworkError(f"the lab network's links did not come up within {timeout} s")
+
+    def _apply_sysctls(self) -> None:
+        for host, values in self.sysctls.items():
+            with self._in(host):
+                for name, value in values.items():
+                    # /proc/sys/net belongs to the network namespace of the thread that opens it.
+                    path = "/proc/sys/" + name.replace(".", "/")
+                    try:
+                        with open(path, "w") as fh:
+                            fh.write(f"{value}\n")
+                    except OSError as exc:
+                        raise NetworkError(f"sysctl {name}={value} on the {host}: {exc}") from None
 
     def _apply(self, shaping: Shaping) -> None:
         if shaping.delay_ms:
-            if not _qdisc_available("netem"):
+            if not qdisc_available("netem"):
                 raise NetworkError(
                     "this kernel has no sch_netem (tc: 'Specified qdisc kind is unknown'), so "
                     "an added delay is not available here; rate limits (tbf) and loss "
@@ -271,10 +314,7 @@ class LabNetwork:
             # the server would hide itself (the RTT and the bytes in flight the server's
             # capture shows would stay tiny). c->s: tbf on veth-c. s->c: veth-c's ingress is
             # redirected to an IFB device, whose egress tbf is the bottleneck queue.
-            # burst: two full frames; limit: a deep queue, so the link slows TCP down instead
-            # of dropping (loss is the drop rules' job, not the shaper's).
-            tbf = ["tbf", "rate", shaping.rate, "burst", str(2 * (self.mtu + 14)),
-                   "limit", "4000000"]  # fmt: skip
+            tbf = tbf_args(shaping, self.mtu)
             with self.client():
                 run_tool(["tc", "qdisc", "add", "dev", CLIENT_IFACE, "root", *tbf])
                 try:
@@ -348,7 +388,7 @@ class LabNetwork:
         fd = self._client_fd if host == "client" else self._server_fd
         if fd is None:
             raise NetworkError("the lab network is not started")
-        return _in_netns(fd)
+        return in_netns(fd)
 
     def client(self) -> contextlib.AbstractContextManager[None]:
         """Run the body on the client host (this thread only; sockets made there stay there).
@@ -373,8 +413,12 @@ class LabNetwork:
             "mtu": self.mtu,
             "mss": self.mtu - 40,
             "shaping": self.shaping.describe(),
+            "rate_bps": self.shaping.rate_bps,
+            "queue_bytes": (self.shaping.queue_bytes or DEEP_QUEUE) if self.shaping.rate else None,
+            "delay_ms": self.shaping.delay_ms,
             "firewall": dict(self.firewall),
             "bottleneck": self.bottleneck,
+            "sysctls": {host: dict(v) for host, v in self.sysctls.items()},
             "notes": list(self.notes),
         }
 
@@ -392,15 +436,18 @@ class LabNetwork:
         self.close()
 
 
-def _qdisc_available(kind: str) -> bool:
-    """Whether tc can create a ``kind`` qdisc here (tried on a throwaway dummy-free veth)."""
+def qdisc_available(kind: str) -> bool:
+    """Whether tc can create a ``kind`` qdisc (``netem``, ``tbf``) in this user namespace.
+
+    Tried for real, on the loopback of a throwaway network namespace.
+    """
     return _probe_qdisc(kind) is None
 
 
 def _probe_qdisc(kind: str) -> str | None:
-    fd = _new_netns()
+    fd = new_netns()
     try:
-        with _in_netns(fd):
+        with in_netns(fd):
             bring_up_loopback()
             args = {"netem": ["delay", "1ms"], "tbf": ["rate", "1mbit", "burst", "4k",
                                                        "latency", "50ms"]}[kind]  # fmt: skip
@@ -420,9 +467,9 @@ def _probe_qdisc(kind: str) -> str | None:
 
 def _try_in_new_netns(cmd: Sequence[str], *, input: str | None = None) -> str | None:
     """Run one tool in a throwaway network namespace: None if it worked, else why not."""
-    fd = _new_netns()
+    fd = new_netns()
     try:
-        with _in_netns(fd):
+        with in_netns(fd):
             run_tool(cmd, input=input)
         return None
     except Exception as exc:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import craft, lossy
+from . import bulk, craft, flow, lossy
 from .child import run_private
 from .craft import CRAFT_ISN, CRAFT_SPORT, handshake_by_hand
 from .modes import (
@@ -31,8 +31,18 @@ from .modes import (
     detect_mode,
     offline_unavailable,
 )
-from .netns import CLIENT_IP, MTU, SERVER_IFACE, SERVER_IP, LabNetwork, NetworkError, features
+from .netns import (
+    CLIENT_IFACE,
+    CLIENT_IP,
+    MTU,
+    SERVER_IFACE,
+    SERVER_IP,
+    LabNetwork,
+    NetworkError,
+    features,
+)
 from .results import CaptureResult, copy_references, save_capture
+from .router import RoutedNetwork
 from .scenarios import PAUSE, ScenarioRun, by_name
 from .shaping import C2S, Drop, Shaping
 from .sniffer import Sniffer
@@ -58,13 +68,28 @@ __all__ = [
 
 @dataclass(frozen=True)
 class NetworkScenario:
-    """A scenario on the two-host network: ``func(net, work, *, port, pause)`` and its link."""
+    """A scenario on the lab network: ``func(net, work, *, port, pause)`` and its link.
+
+    Attributes:
+        name: the scenario's name.
+        func: what it does on the started network.
+        description: one line for ``list``.
+        shaping: the link for a server port.
+        notes: more to say in the listing.
+        routed: on the routed network (client - router - server,
+            `labchat.capture.router.RoutedNetwork`) instead of the two-host one.
+        capture_at: ``server`` or ``client``: whose interface the sniffer listens on.
+        sysctls: kernel settings per host (see `labchat.capture.netns.LabNetwork`).
+    """
 
     name: str
     func: Callable[..., ScenarioRun]
     description: str
     shaping: Callable[[int], Shaping]
     notes: str = ""
+    routed: bool = False
+    capture_at: str = "server"
+    sysctls: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 def _drops(*drops: Drop) -> Callable[[int], Shaping]:
@@ -81,7 +106,7 @@ SCENARIOS: dict[str, NetworkScenario] = {
         NetworkScenario(
             "lost-segment", lossy.lost_segment,
             "two hosts: one data segment of a burst lost: dup ACKs, SACK, fast retransmit",
-            _drops(Drop("data", lossy.LOST_SEGMENT, C2S)),
+            _drops(Drop("data", lossy.LOST_SEGMENT, C2S)), sysctls=lossy.LS_SYSCTLS,
         ),
         NetworkScenario(
             "slow-link", lossy.slow_link,
@@ -91,6 +116,32 @@ SCENARIOS: dict[str, NetworkScenario] = {
         NetworkScenario(
             "lost-fin", lossy.lost_fin, "two hosts: the client's FIN is lost, resent on timeout",
             _drops(Drop("fin", 1, C2S)),
+        ),
+        NetworkScenario(
+            "bulk-upload", bulk.bulk_upload,
+            f"client, router, server: {bulk.BULK_BYTES // 1_000_000} MB up through "
+            f"{bulk.BULK_RATE}/s, CUBIC; kernel TCP_INFO samples (tcp_info.csv)",
+            bulk.bulk_shaping, routed=True, capture_at="client",
+        ),
+        NetworkScenario(
+            "bulk-upload-reno", bulk.bulk_upload_reno,
+            "the same upload with Reno: the window halves at each loss",
+            bulk.bulk_shaping, routed=True, capture_at="client",
+        ),
+        NetworkScenario(
+            "zero-window", flow.zero_window,
+            "two hosts: the server stops reading: zero window, persist probes, window update",
+            _drops(), sysctls=flow.ZW_SYSCTLS,
+        ),
+        NetworkScenario(
+            "nagle", flow.nagle,
+            "two hosts: small write-write-read requests with Nagle, then with TCP_NODELAY",
+            _drops(),
+        ),
+        NetworkScenario(
+            "keepalive", flow.keepalive,
+            "two hosts: an idle connection with 1-second keepalive timers: probes and ACKs",
+            _drops(),
         ),
         NetworkScenario(
             "craft-handshake", craft.craft_handshake,
@@ -126,16 +177,21 @@ def get(name: str) -> NetworkScenario:
 
 
 def _capture_one(name: str, directory: Path, mode: CaptureMode, port: int, pause: float) -> dict:
-    """Build the network, run the scenario with a sniffer on the server's interface, write."""
+    """Build the network, run the scenario with a sniffer on its capture interface, write."""
     spec = get(name)
     shaping = spec.shaping(port)
+    network_cls = RoutedNetwork if spec.routed else LabNetwork
+    iface = SERVER_IFACE if spec.capture_at == "server" else CLIENT_IFACE
     with (
         tempfile.TemporaryDirectory(prefix=f"labchat-{name}-") as tmp,
-        LabNetwork(shaping, port=port) as net,
+        network_cls(shaping, port=port, sysctls=spec.sysctls) as net,
     ):
-        sniffer = Sniffer(SERVER_IFACE, port)
+        # Frames kept raw: the capture only writes them to a file, and a bulk transfer is
+        # thousands of frames a second, more than scapy can dissect as they come.
+        sniffer = Sniffer(iface, port, dissect=False)
         t0 = time.monotonic()
-        with net.server():  # the sniffer thread opens its socket on the server host
+        # The sniffer thread opens its socket on the host it starts on.
+        with net.server() if spec.capture_at == "server" else net.client():
             sniffer.start()
         try:
             run = spec.func(net, Path(tmp), port=port, pause=pause)
@@ -145,12 +201,13 @@ def _capture_one(name: str, directory: Path, mode: CaptureMode, port: int, pause
         elapsed = time.monotonic() - t0
         dropped = net.dropped()
         link = net.describe()
-    return save_capture(
-        directory, name, packets=packets, sniffer=sniffer, description=spec.description,
-        parameters={"port": port, "pause": pause}, network={**link, "dropped": dropped},
-        run=run, server_port=port, mode=mode, seconds=elapsed, keylog=None,
-        comment=f"labchat scenario {name} (lab network, captured on {SERVER_IFACE})",
-    )  # fmt: skip
+        # Inside the with: the scenario's extra files live in its temporary directory.
+        return save_capture(
+            directory, name, packets=packets, sniffer=sniffer, description=spec.description,
+            parameters={"port": port, "pause": pause}, network={**link, "dropped": dropped},
+            run=run, server_port=port, mode=mode, seconds=elapsed, keylog=None,
+            comment=f"labchat scenario {name} (lab network, captured on {iface})",
+        )  # fmt: skip
 
 
 def capture_here(

@@ -2,8 +2,10 @@
 
 Every capture labchat makes (a loopback scenario, a live session, a lab-network scenario) is a
 directory with the same three files, written by `write_capture` from a manifest built by
-`build_manifest`; `CaptureResult` reads one back. The shipped reference captures in
-``captures/<scenario>/`` have the same shape (`load_reference`, `copy_references`).
+`build_manifest`, plus any file the scenario keeps beside them (listed in the manifest's
+``files``, e.g. the kernel's ``tcp_info.csv`` samples); `CaptureResult` reads one back. The
+shipped reference captures in ``captures/<scenario>/`` have the same shape (`load_reference`,
+`copy_references`).
 
 The pcapng carries the TLS key log in a Decryption Secrets Block (pcapng spec, section 4.7),
 so Wireshark/tshark decrypt it with no settings; the key log is also written beside the
@@ -16,6 +18,7 @@ import json
 import platform
 import shutil
 import ssl
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +72,23 @@ class CaptureResult:
         load_layers()
         with quiet_scapy():
             return rdpcap(str(self.pcap))
+
+    def tcp_info(self) -> list[dict[str, Any]] | None:
+        """The kernel's samples kept beside the capture (``tcp_info.csv``), on its time axis.
+
+        Each row is a `labchat.capture.tcpinfo` sample plus ``t``: seconds since the
+        capture's first packet, the zero `labchat.analysis` counts segment times from.
+
+        Returns:
+            The rows, or None when this capture has no samples.
+        """
+        from .tcpinfo import read_csv
+
+        path = self.directory / "tcp_info.csv"
+        if "tcp_info.csv" not in self.manifest.get("files", []) or not path.is_file():
+            return None
+        start = self.manifest["capture"]["first_packet_time"]
+        return [{**row, "t": row["time"] - start} for row in read_csv(path)]
 
     def summary(self) -> str:
         """One line: scenario, packet count, connections, mode."""
@@ -125,19 +145,38 @@ def connections(packets: Sequence[Any], server_port: int, roles: Sequence[str]) 
     Returns:
         ``[{"role", "client_port", "server_port"}, ...]``, one per connection.
     """
-    from scapy.layers.inet import TCP
-
     ports: list[int] = []
     for p in packets:
         # A SYN without ACK: a client opening a connection (retransmitted SYNs count once).
-        if TCP in p and p[TCP].dport == server_port and (int(p[TCP].flags) & 0x12) == 0x02:
-            if p[TCP].sport not in ports:
-                ports.append(p[TCP].sport)
+        head = _tcp_head(p)
+        if head and head[1] == server_port and head[2] & 0x12 == 0x02 and head[0] not in ports:
+            ports.append(head[0])
     conns = []
     for i, port in enumerate(ports):
         role = roles[i] if i < len(roles) else f"client{i + 1}"
         conns.append({"role": role, "client_port": port, "server_port": server_port})
     return conns
+
+
+def _tcp_head(p: Any) -> tuple[int, int, int] | None:
+    """(source port, destination port, flags) of a packet's TCP header, or None.
+
+    A dissected scapy packet, or a raw Ethernet frame (`labchat.capture.Sniffer` with
+    ``dissect=False``), read straight from its bytes: Ethernet II, IPv4, TCP.
+    """
+    from scapy.layers.inet import TCP
+
+    if TCP in p:
+        return p[TCP].sport, p[TCP].dport, int(p[TCP].flags)
+    raw = bytes(p)
+    # EtherType 0x0800 (IPv4) at 12, IP protocol 6 (TCP) at 14 + 9.
+    if len(raw) < 54 or raw[12:14] != b"\x08\x00" or raw[23] != 6:
+        return None
+    tcp = 14 + (raw[14] & 0x0F) * 4
+    if len(raw) < tcp + 14:
+        return None
+    sport, dport = struct.unpack_from("!HH", raw, tcp)
+    return sport, dport, raw[tcp + 13]
 
 
 def read_keylog(path: str | Path | None) -> bytes | None:
@@ -202,6 +241,8 @@ def build_manifest(
     )
     if run.notes:
         manifest["notes"] = run.notes
+    if run.files:
+        manifest["files"] = sorted(run.files)
     capture = {
         "mode": mode.name,
         "reason": mode.reason,
@@ -209,6 +250,9 @@ def build_manifest(
         "iface": sniffer.iface,
         "filter": sniffer.bpf,
         "packets": len(packets),
+        # The first packet's time (seconds since the epoch): the zero of the analysis's times,
+        # to put other clocks' samples (tcp_info.csv) on the same axis.
+        "first_packet_time": round(float(packets[0].time), 6) if packets else None,
         "seconds": round(seconds, 3),
         "keylog": "keys.log" if keylog else None,
         "decryption_secrets_block": bool(keylog),
@@ -228,6 +272,7 @@ def write_capture(
     keylog: bytes | None,
     iface: str = "lo",
     comment: str | None = None,
+    files: dict[str, Path] | None = None,
 ) -> None:
     """Write ``capture.pcapng`` (key log embedded), ``keys.log`` and ``manifest.json``.
 
@@ -238,8 +283,12 @@ def write_capture(
         keylog: NSS key log to embed and write beside the capture; None removes a stale one.
         iface: interface name recorded in the pcapng.
         comment: the pcapng section comment (default ``labchat scenario <name>``).
+        files: more files to copy beside the capture, by their name there
+            (`labchat.capture.scenarios.ScenarioRun.files`).
     """
     directory.mkdir(parents=True, exist_ok=True)
+    for name, src in (files or {}).items():
+        shutil.copyfile(src, directory / name)
     if keylog:
         (directory / "keys.log").write_bytes(keylog)
     else:
@@ -279,7 +328,10 @@ def save_capture(
         The manifest written.
     """
     built = build_manifest(scenario, packets=packets, sniffer=sniffer, keylog=keylog, **manifest)
-    write_capture(directory, packets, built, keylog=keylog, iface=sniffer.iface, comment=comment)
+    files = getattr(manifest.get("run"), "files", None)  # kept beside the capture
+    write_capture(
+        directory, packets, built, keylog=keylog, iface=sniffer.iface, comment=comment, files=files
+    )
     return built
 
 
@@ -308,7 +360,7 @@ def copy_references(
     for name, d in zip(names, dirs, strict=True):
         ref = load_reference(name)
         d.mkdir(parents=True, exist_ok=True)
-        for f in ("capture.pcapng", "keys.log", "manifest.json"):
+        for f in ("capture.pcapng", "keys.log", "manifest.json", *ref.manifest.get("files", [])):
             src = ref.directory / f
             if src.is_file() and src.resolve() != (d / f).resolve():
                 shutil.copyfile(src, d / f)

@@ -77,6 +77,8 @@ class ScenarioRun:
         tls: ``{"version": "TLSv1.3", ...}`` or None for plaintext.
         keylog: NSS key log file the TLS clients wrote, or None.
         notes: one sentence on what to look for in the capture.
+        files: more files to keep beside the capture, by the name they get there
+            (``{"tcp_info.csv": path}``: the kernel's own samples of a connection).
     """
 
     transcript: list[dict[str, str]] = field(default_factory=list)
@@ -85,6 +87,7 @@ class ScenarioRun:
     tls: dict[str, Any] | None = None
     keylog: Path | None = None
     notes: str = ""
+    files: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

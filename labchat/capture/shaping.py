@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["C2S", "S2C", "Drop", "Shaping", "nft_match", "nft_script"]
+__all__ = ["C2S", "DEEP_QUEUE", "S2C", "Drop", "Shaping", "nft_match", "nft_script", "tbf_args"]
 
 #: The two directions of the lab network's connection: client to server, server to client.
 C2S, S2C = "c->s", "s->c"
@@ -19,6 +19,10 @@ C2S, S2C = "c->s", "s->c"
 _NUMGEN_MOD = 1_000_000_000
 
 _KINDS = ("syn", "data", "fin", "ack", "rst")
+
+#: The rate limit's queue when none is chosen: deep (4 MB), so the link slows TCP down instead
+#: of dropping (loss is the drop rules' job, not the shaper's).
+DEEP_QUEUE = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -72,27 +76,58 @@ class Shaping:
 
     Attributes:
         rate: rate limit in each direction, as tc writes it (``"2mbit"``), or None.
+        queue_bytes: how many bytes the rate limit's queue holds before it drops (tbf
+            ``limit``); None: `DEEP_QUEUE`, which never drops in a lesson.
         delay_ms: one-way delay added in each direction (needs ``sch_netem``), or None.
         loss_percent: random loss in each direction, 0..100.
         drops: deterministic drops (see :class:`Drop`).
     """
 
     rate: str | None = None
+    queue_bytes: int | None = None
     delay_ms: float | None = None
     loss_percent: float = 0.0
     drops: tuple[Drop, ...] = ()
+
+    @property
+    def rate_bps(self) -> float | None:
+        """The rate limit in bits per second (tc's ``bit``, ``kbit``, ``mbit``, ``gbit``:
+        powers of 1000), or None without one.
+
+        Raises:
+            ValueError: a rate tc would read in another unit (``mbps`` is bytes to tc).
+        """
+        if not self.rate:
+            return None
+        for unit, scale in (("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3), ("bit", 1.0)):
+            if self.rate.endswith(unit):
+                return float(self.rate[: -len(unit)]) * scale
+        raise ValueError(f"rate {self.rate!r}: write it in bit, kbit, mbit or gbit")
 
     def describe(self) -> list[str]:
         """One line per change to the link (a perfect link if none)."""
         out = []
         if self.rate:
-            out.append(f"rate limit {self.rate} each way (tc tbf)")
+            queue = f", a {self.queue_bytes}-byte queue" if self.queue_bytes else ""
+            out.append(f"rate limit {self.rate} each way{queue} (tc tbf)")
         if self.delay_ms:
             out.append(f"{self.delay_ms:g} ms delay each way (tc netem)")
         if self.loss_percent:
             out.append(f"{self.loss_percent:g}% random loss each way (nft numgen random)")
         out += [d.describe() + " (nft numgen inc)" for d in self.drops]
         return out or ["a perfect 1500-byte Ethernet link"]
+
+
+def tbf_args(shaping: Shaping, mtu: int) -> list[str]:
+    """The ``tc qdisc ... tbf`` arguments of the rate limit (``shaping.rate`` must be set).
+
+    burst: two full Ethernet frames (tbf needs at least one to send anything); limit: the
+    chosen queue, in bytes, or `DEEP_QUEUE`.
+    """
+    if not shaping.rate:
+        raise ValueError("no rate limit to build a tbf qdisc for")
+    limit = shaping.queue_bytes or DEEP_QUEUE
+    return ["tbf", "rate", shaping.rate, "burst", str(2 * (mtu + 14)), "limit", str(limit)]
 
 
 def nft_match(drop: Drop, port: int) -> list[str]:

@@ -156,7 +156,13 @@ class Sniffer:
         port: keep only TCP segments to or from this port; None keeps all TCP.
         use_pcap: force libpcap on/off; None uses it when `libpcap_available`.
         keep_recent: also keep the newest this many packets in `recent` while sniffing (for
-            a live view that redraws as packets arrive); 0 keeps none there.
+            a live view that redraws as packets arrive); 0 keeps none there. With
+            ``dissect=False`` they are raw frames.
+        dissect: False keeps each frame as raw bytes (with libpcap only): `stop` returns
+            them as ``conf.raw_layer`` packets with their times, ready to write to a file.
+            scapy dissects a few thousand frames a second at best, less on a busy machine: a
+            bulk transfer outruns it, libpcap's 2 MB ring fills and the end of the transfer
+            goes missing; and dissecting them afterwards takes seconds nobody needs.
 
     With libpcap the filter is a BPF program (``tcp port P``) run in the kernel; without it a
     Python ``lfilter`` does the same job after the packets are copied to us.
@@ -169,6 +175,7 @@ class Sniffer:
         *,
         use_pcap: bool | None = None,
         keep_recent: int = 0,
+        dissect: bool = True,
     ):
         load_layers()
         self.iface = iface
@@ -187,6 +194,7 @@ class Sniffer:
         self.count = 0
         #: The newest ``keep_recent`` packets, oldest first (appended by the sniffer thread).
         self.recent: deque[Any] = deque(maxlen=keep_recent)
+        self.dissect = dissect or not self.use_pcap
 
     def _match(self, pkt: Any) -> bool:
         from scapy.layers.inet import TCP
@@ -202,6 +210,21 @@ class Sniffer:
         self.count += 1
         if self.recent.maxlen:
             self.recent.append(pkt)
+
+    def _raw_socket_cls(self) -> type:
+        """The libpcap socket class, made to hand frames over undissected (``dissect=False``)."""
+        from scapy.config import conf
+
+        base: Any = self._socket_cls
+
+        class RawFramesPcapListenSocket(base):  # type: ignore[misc, valid-type]
+            desc = f"{base.desc}, frames kept raw"
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.LL = conf.raw_layer
+
+        return RawFramesPcapListenSocket
 
     def start(self, timeout: float = _START_TIMEOUT_S) -> Sniffer:
         """Start sniffing and return once the socket is open and listening.
@@ -219,7 +242,7 @@ class Sniffer:
             "started_callback": started.set,
         }
         if self.use_pcap:
-            kwargs["L2socket"] = self._socket_cls
+            kwargs["L2socket"] = self._socket_cls if self.dissect else self._raw_socket_cls()
             kwargs["filter"] = self.bpf
         else:
             kwargs["L2socket"] = _incoming_only_socket() if self.iface == "lo" else None

@@ -6,6 +6,8 @@
 ``captured``        capture a scripted scenario and load it as an eavesdropper sees it (01-04)
 ``tcpstate``        TCP states from /proc/net/tcp: a listener that never accepts (01),
                     who ends in TIME_WAIT (02)
+``sockets``         a socket in every state as ``ss -tan`` shows it, ephemeral ports,
+                    keepalive timers, TIME_WAIT and SO_REUSEADDR (09)
 ``rooms``           many clients in one room: one order, broadcast latency, chat bots (05)
 ``liveview``        the room on a projector, redrawn every second (05)
 ==================  =========================================================================
@@ -27,6 +29,15 @@ from .environment import EnvironmentReport, environment_report
 from .files import LabFiles, client_options, lab_files, running_server
 from .liveview import RoomView, live_room_view
 from .rooms import ChatBots, RoomStats, measure_broadcast_latency, room_order_check
+from .sockets import (
+    ReuseResult,
+    SocketStates,
+    ephemeral_port_range,
+    keepalive_settings,
+    reuse_address,
+    socket_states,
+    socket_table,
+)
 from .tcpstate import TCP_STATES, connect_without_accept, tcp_sockets, time_wait_demo
 
 __all__ = [
@@ -35,19 +46,26 @@ __all__ = [
     "ChatBots",
     "EnvironmentReport",
     "LabFiles",
+    "ReuseResult",
     "RoomStats",
     "RoomView",
+    "SocketStates",
     "capture_scenario",
     "capture_scenarios",
     "client_options",
     "connect_without_accept",
     "environment_report",
+    "ephemeral_port_range",
+    "keepalive_settings",
     "lab_files",
     "live_room_view",
     "measure_broadcast_latency",
+    "reuse_address",
     "plot_latency",
     "room_order_check",
     "running_server",
+    "socket_states",
+    "socket_table",
     "strip_keys",
     "tcp_sockets",
     "time_wait_demo",

@@ -13,23 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..capture.tcpinfo import STATES
+
 __all__ = ["TCP_STATES", "connect_without_accept", "tcp_sockets", "time_wait_demo"]
 
 #: Kernel TCP states as numbered in /proc/net/tcp (include/net/tcp_states.h).
-TCP_STATES = {
-    1: "ESTABLISHED",
-    2: "SYN_SENT",
-    3: "SYN_RECV",
-    4: "FIN_WAIT1",
-    5: "FIN_WAIT2",
-    6: "TIME_WAIT",
-    7: "CLOSE",
-    8: "CLOSE_WAIT",
-    9: "LAST_ACK",
-    10: "LISTEN",
-    11: "CLOSING",
-    12: "NEW_SYN_RECV",
-}
+TCP_STATES = STATES
 
 
 def _hex_addr(text: str) -> tuple[str, int]:
