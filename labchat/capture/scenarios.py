@@ -27,9 +27,10 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from .runs import PASSWORDS, PAUSE, TIMEOUT, Scenario, ScenarioRun
 
 __all__ = [
     "PAUSE",
@@ -45,13 +46,6 @@ __all__ = [
     "names",
 ]
 
-#: Gap between steps, so the phases of a conversation stand apart on a time axis.
-PAUSE = 0.03
-
-#: Throwaway passwords of the throwaway users each scenario creates. They are visible in the
-#: plaintext capture on purpose: that is the lesson of ``tcp-chat``.
-PASSWORDS = {"alice": "correct horse battery", "bob": "staple tuna lamp"}
-
 #: The chat both users have in every chat scenario.
 CHAT = (
     ("alice", "hi bob, can you read this?"),
@@ -59,39 +53,6 @@ CHAT = (
 )
 
 _HOST = "127.0.0.1"
-#: How long any one step of a scenario may take (connect, accept, a reply).
-TIMEOUT = 5.0
-
-
-@dataclass
-class ScenarioRun:
-    """What a scenario did, for the capture manifest.
-
-    Attributes:
-        transcript: the chat as ``{"from": user, "line": text}`` in the order it was said.
-        server: ``{"host", "port", "role", ...}`` of the listening side.
-        clients: one dict per client connection, in connect order (``role`` first).
-        tls: ``{"version": "TLSv1.3", ...}`` or None for plaintext.
-        keylog: NSS key log file the TLS clients wrote, or None.
-        notes: one sentence on what to look for in the capture.
-    """
-
-    transcript: list[dict[str, str]] = field(default_factory=list)
-    server: dict[str, Any] = field(default_factory=dict)
-    clients: list[dict[str, Any]] = field(default_factory=list)
-    tls: dict[str, Any] | None = None
-    keylog: Path | None = None
-    notes: str = ""
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A named scenario: ``func(workdir, *, port, host="127.0.0.1", pause=PAUSE)``."""
-
-    name: str
-    func: Callable[..., ScenarioRun]
-    description: str
-    tls: bool = False
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""What every scripted capture scenario shares: its result, its registry entry, its timing.
+
+`labchat.capture.scenarios` (the chats and TCP lessons) and `labchat.capture.tls_scenarios`
+(TLS failures, mutual TLS, resumption, HelloRetryRequest) both build on these; the capture
+code (`labchat.capture.loopback`, `labchat.capture.results`) reads a `ScenarioRun` into the
+manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PASSWORDS", "PAUSE", "TIMEOUT", "Scenario", "ScenarioRun"]
+
+#: Gap between steps, so the phases of a conversation stand apart on a time axis.
+PAUSE = 0.03
+
+#: Throwaway passwords of the throwaway users each scenario creates. They are visible in the
+#: plaintext capture on purpose: that is the lesson of ``tcp-chat``.
+PASSWORDS = {"alice": "correct horse battery", "bob": "staple tuna lamp"}
+
+#: How long any one step of a scenario may take (connect, accept, a reply).
+TIMEOUT = 5.0
+
+
+@dataclass
+class ScenarioRun:
+    """What a scenario did, for the capture manifest.
+
+    Attributes:
+        transcript: the chat as ``{"from": user, "line": text}`` in the order it was said.
+        server: ``{"host", "port", "role", ...}`` of the listening side.
+        clients: one dict per client connection, in connect order (``role`` first).
+        tls: ``{"version": "TLSv1.3", ...}`` or None for plaintext.
+        keylog: NSS key log file the TLS clients wrote, or None.
+        notes: one sentence on what to look for in the capture.
+    """
+
+    transcript: list[dict[str, str]] = field(default_factory=list)
+    server: dict[str, Any] = field(default_factory=dict)
+    clients: list[dict[str, Any]] = field(default_factory=list)
+    tls: dict[str, Any] | None = None
+    keylog: Path | None = None
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named scenario: ``func(workdir, *, port, host="127.0.0.1", pause=PAUSE)``."""
+
+    name: str
+    func: Callable[..., ScenarioRun]
+    description: str
+    tls: bool = False
