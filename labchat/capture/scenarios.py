@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import tls_scenarios
 from .runs import PASSWORDS, PAUSE, TIMEOUT, Scenario, ScenarioRun
 
 __all__ = [
@@ -392,6 +393,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("refused", refused, "connect to a closed port: SYN, then RST"),
         Scenario("abort", abort, "abortive close with SO_LINGER 0: RST instead of FIN"),
         Scenario("half-close", half_close, "shutdown(SHUT_WR); the other side keeps sending"),
+        # TLS failures, mutual TLS, resumption, HelloRetryRequest, downgrade (issue 13).
+        *tls_scenarios.SCENARIOS,
     )
 }
 
