@@ -91,8 +91,8 @@ def test_tls_comparison_annotates_round_trips(tls_pair) -> None:
     left, right = fig.axes
     assert left.get_title().startswith("TLS 1.2: 2 round trips")
     assert right.get_title().startswith("TLS 1.3: 1 round trip ")
-    assert any("after 2 RTTs" in t for t in _texts(left))
-    assert any("after 1 RTT" in t for t in _texts(right))
+    assert any("after 2 RTTs" in " ".join(t.split()) for t in _texts(left))
+    assert any("after 1 RTT" in " ".join(t.split()) for t in _texts(right))
     assert len(_gids(left, "segment-")) == 22
 
 
@@ -112,3 +112,75 @@ def test_figures_render_to_png(chat, tmp_path: Path) -> None:
     out = tmp_path / "ladder.png"
     plots.ladder(chat).savefig(out, dpi=60)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The projector style (issue 13): 14 pt and up, at a size a notebook shows unscaled
+# ---------------------------------------------------------------------------------------------
+
+
+def _drawn(fig):
+    """Render ``fig`` (so tick labels exist) and return its visible, non-empty texts."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    FigureCanvasAgg(fig).draw()
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def _every_figure(chat, tls_pair):
+    lossy = load(Path(__file__).parent.parent / "captures" / "lost-segment" / "capture.pcapng")
+    conn = lossy.connection(0)
+    return {
+        "ladder": plots.ladder(chat),
+        "tls_comparison": plots.tls_comparison(*tls_pair),
+        "time_sequence": plots.time_sequence(conn),
+        "in_flight": plots.in_flight(conn),
+        "rtt": plots.rtt(conn),
+        "tcp_header": plots.tcp_header(chat.segments[0]),
+    }
+
+
+def test_projector_style_is_the_default_every_text_14pt_and_figures_fit_a_notebook(
+    chat, tls_pair
+) -> None:
+    assert plots.style().name == "projector"
+    for name, fig in _every_figure(chat, tls_pair).items():
+        texts = _drawn(fig)
+        assert len(texts) > 5, name
+        small = {t.get_text()[:30]: t.get_fontsize() for t in texts if t.get_fontsize() < 14}
+        assert not small, f"{name}: text under 14 pt: {small}"
+        # Wider than 9.6 in (960 px at 100 dpi) and a notebook cell shrinks it, text and all.
+        assert fig.get_figwidth() <= 9.6, name
+
+
+def test_style_switches_every_figure_and_refuses_unknown_names(chat) -> None:
+    try:
+        assert plots.style("paper").text < 14
+        texts = _drawn(plots.ladder(chat))
+        assert max(t.get_fontsize() for t in texts) < 14
+    finally:
+        plots.style("projector")
+    assert min(t.get_fontsize() for t in _drawn(plots.ladder(chat))) >= 14
+    with pytest.raises(ValueError, match="projector"):
+        plots.style("poster")
+
+
+def test_ladder_phase_names_do_not_overlap_and_stay_in_their_bands() -> None:
+    # Notebook 07's capture: handshake, reset, handshake, reset, data, reset, one row each.
+    conn = load(Path(__file__).parent.parent / "captures" / "craft-handshake-rst" /
+                "capture.pcapng").connection(0)  # fmt: skip
+    fig = plots.ladder(conn)
+    _drawn(fig)
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in ax.texts if (t.get_gid() or "").startswith("phase-label-")]
+    bands = [p for p in ax.patches if (p.get_gid() or "").startswith("phase-")]
+    assert [t.get_text() for t in labels] == [p.get_gid()[6:] for p in bands]
+    assert len(labels) >= 5
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for a, b in zip(boxes, boxes[1:], strict=False):
+        assert not a.overlaps(b), (a, b)
+    for box, band in zip(boxes, bands, strict=True):
+        extent = band.get_window_extent(renderer)
+        assert extent.y0 - 1 <= box.y0 and box.y1 <= extent.y1 + 1, "a name outside its band"
