@@ -9,16 +9,20 @@ the version, the cipher suite, ``session_reused``, the error. Where TLS says no,
 entry in the manifest also names the alert the lesson expects on the wire
 (``expected_alert``), and `tests/test_tls_scenarios.py` checks it against the capture.
 
-The clients write their key log, so the alerts that TLS 1.3 encrypts can be read too.
+The clients write their key log, so the alerts that TLS 1.3 encrypts can be read too. Which
+ones it encrypts depends on who says no, and when: a client refusing the server's
+certificate has not started encrypting yet (OpenSSL's client switches its writing to the
+handshake keys when it sends its Finished), a server refusing the client after its own
+Finished has (``expected_alert["encrypted"]``).
 
 ========================  =====================================================================
-``tls-unknown-ca``        the client trusts another CA: unknown_ca (48), clear in 1.2, encrypted
-                          in 1.3
+``tls-unknown-ca``        the client trusts another CA: unknown_ca (48), over 1.2 and 1.3
 ``tls-expired``           an expired server certificate: certificate_expired (45)
 ``tls-wrong-name``        a localhost certificate, a client asking for chat.example.org:
                           bad_certificate (42)
 ``tls-no-client-cert``    a server requiring client certificates, a client without one:
-                          certificate_required (116) in 1.3, handshake_failure (40) in 1.2
+                          certificate_required (116, encrypted) in 1.3, handshake_failure (40)
+                          in 1.2
 ``tls-version-mismatch``  a 1.2-only client, a 1.3-only server: protocol_version (70)
 ``mtls-chat``             mutual TLS that works: the client certificate in clear in 1.2, hidden
                           in 1.3
@@ -91,10 +95,18 @@ class Attempt:
     expected_alert: dict[str, Any] | None = None
 
 
-def _alert(sender: str, description: str, code: int) -> dict[str, Any]:
+def _alert(sender: str, description: str, code: int, *, encrypted: bool = False) -> dict[str, Any]:
     # RFC 8446 section 6 (TLS 1.3) and RFC 5246 section 7.2 (TLS 1.2): every alert that ends a
-    # handshake is fatal (level 2).
-    return {"from": sender, "level": "fatal", "description": description, "code": code}
+    # handshake is fatal (level 2). ``encrypted``: whether the sender had already switched
+    # its own writing to a key when it sent the alert (see tls_no_client_cert and
+    # tls_unknown_ca for who has, when).
+    return {
+        "from": sender,
+        "level": "fatal",
+        "description": description,
+        "code": code,
+        "encrypted": encrypted,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,10 +432,13 @@ def _finish(
     lab: _Lab, server_entry: dict[str, Any], clients: list[dict[str, Any]], notes: str, **tls: Any
 ) -> ScenarioRun:
     negotiated = next((c["version"] for c in clients if c.get("result") == "ok"), None)
+    # The lab CA's certificate (public, nothing secret): the capture holds the certificates it
+    # signed, and a learner checks their signatures against it, as the client did.
+    ca_pem = lab.certs.ca_cert.read_text()
     return ScenarioRun(
         server=server_entry,
         clients=clients,
-        tls={"version": negotiated, "server_name": SERVER_NAME, **tls},
+        tls={"version": negotiated, "server_name": SERVER_NAME, **tls, "ca_pem": ca_pem},
         keylog=lab.keylog,
         notes=notes,
     )
@@ -446,6 +461,9 @@ def tls_unknown_ca(
 
     lab = _lab(work)
     other = create_lab_certs(work / "other-ca")  # a second lab CA, unrelated to the server's
+    # In clear in TLS 1.3 too: OpenSSL's client checks the server's certificate before it
+    # switches its own writing to the handshake keys (that happens when it sends its
+    # Finished), so its alert goes out as a plaintext record, as RFC 8446 section 6 allows.
     expected = _alert("client", "unknown_ca", 48)
     attempts = [
         Attempt("TLS 1.2 client", "1.2", cafile=other.ca_cert, expected_alert=expected),
@@ -457,9 +475,9 @@ def tls_unknown_ca(
     return _finish(
         lab, entry, clients,
         "The client cannot chain the server's certificate to a CA it trusts and sends a fatal "
-        "unknown_ca alert: readable in the TLS 1.2 connection, encrypted (handshake keys, in "
-        "keys.log) in the TLS 1.3 one.",
-        trusted_ca="another lab CA",
+        "unknown_ca alert, readable in both connections: in TLS 1.3 the client has not yet "
+        "switched its own writing to the handshake keys when it checks the certificate.",
+        client_trusts_pem=other.ca_cert.read_text(),
     )  # fmt: skip
 
 
@@ -483,8 +501,8 @@ def tls_expired(work: Path, *, port: int, host: str = _HOST, pause: float = PAUS
         entry = _server_entry(server, versions="1.2-1.3", certificate="expired yesterday")
     return _finish(
         lab, entry, clients,
-        "The server's certificate ended yesterday: the client sends certificate_expired, "
-        "encrypted in TLS 1.3 (keys.log decrypts it).",
+        "The server's certificate ended yesterday: the client sends certificate_expired (the "
+        "certificate itself is encrypted in TLS 1.3; keys.log decrypts it).",
     )  # fmt: skip
 
 
@@ -506,7 +524,7 @@ def tls_wrong_name(
     return _finish(
         lab, entry, clients,
         f"The client asks for {WRONG_NAME} (look at the SNI in the ClientHello); the "
-        "certificate names localhost: the client sends bad_certificate, encrypted in TLS 1.3.",
+        "certificate names localhost: the client sends bad_certificate.",
     )  # fmt: skip
 
 
@@ -518,8 +536,10 @@ def tls_no_client_cert(
     attempts = [
         Attempt("TLS 1.2 client", "1.2",
                 expected_alert=_alert("server", "handshake_failure", 40)),
+        # After its Finished the server writes with its application traffic key: the alert is
+        # an opaque application_data record (SERVER_TRAFFIC_SECRET_0 in keys.log opens it).
         Attempt("TLS 1.3 client", "1.3",
-                expected_alert=_alert("server", "certificate_required", 116)),
+                expected_alert=_alert("server", "certificate_required", 116, encrypted=True)),
     ]  # fmt: skip
     with _server(lab, host, port, client_ca=lab.certs.ca_cert) as server:
         clients, _ = _run(lab, server, attempts, pause=pause)
