@@ -26,12 +26,14 @@ if TYPE_CHECKING:
 
     from .analysis import Connection, Segment
     from .lab import RoomStats, RoomView
+    from .trust import ChainReport
 
 __all__ = [
     "FLAG_NAMES",
     "STYLES",
     "Style",
     "broadcast_latency",
+    "certificate_chain",
     "flag_words",
     "in_flight",
     "ladder",
@@ -157,14 +159,18 @@ def _text_width(text: str, size: float, *, bold: bool = False) -> float:
 
 
 def _wrap(text: str, width_in: float, size: float, *, bold: bool = False) -> str:
-    """Wrap ``text`` at its spaces into lines no wider than ``width_in`` inches at ``size``."""
-    lines: list[str] = []
-    for word in text.split(" "):
-        if lines and _text_width(f"{lines[-1]} {word}", size, bold=bold) <= width_in:
-            lines[-1] += f" {word}"
-        else:
-            lines.append(word)
-    return "\n".join(lines)
+    """Wrap each line of ``text`` at its spaces so that none is wider than ``width_in`` inches
+    at ``size`` points."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        lines: list[str] = []
+        for word in line.split(" "):
+            if lines and _text_width(f"{lines[-1]} {word}", size, bold=bold) <= width_in:
+                lines[-1] += f" {word}"
+            else:
+                lines.append(word)
+        out += lines
+    return "\n".join(out)
 
 
 def flag_words(flags: str) -> str:
@@ -628,6 +634,100 @@ def tls_comparison(conn12: Connection, conn13: Connection) -> Figure:
         needed = max(needed, -ax.get_ylim()[1] + ax.get_ylim()[0])  # fmt: skip
     fig.set_figheight(needed + 2.6)
     fig.suptitle("Handshake round trips: TLS 1.2 vs TLS 1.3", fontsize=st.title)
+    return fig
+
+
+# --- certificate chains (labchat.trust) -----------------------------------------------------
+
+_OK, _BAD = "#1d8348", "#c0392b"
+
+
+def certificate_chain(report: ChainReport, ax: Axes | None = None) -> Figure:
+    """Draw a certificate chain as a client checks it: the CA you trust on top, the
+    certificates the peer sent below, each with its checks (✓/✗), arrows for "signed by".
+
+    Boxes carry gids ``cert-0`` (the peer's own certificate), ``cert-1``, ... and
+    ``cert-anchor`` (the trusted CA, or a red placeholder when none signed the chain).
+
+    Args:
+        report: from `labchat.trust.explain`.
+        ax: where to draw; a new Figure when None.
+
+    Returns:
+        The Figure drawn on.
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    st = _current
+    width = st.width - 0.4
+    # Text must stay inside the axes: text that pokes out makes the layout shrink the axes.
+    inner = width - 1.0
+    shown = report.checks  # the certificates that took part, the peer's own first
+    blocks: list[tuple[str, str, str, bool]] = []  # (gid, title, body, ok)
+    if report.anchor is not None:
+        anchor = report.anchor
+        cn = anchor.subject.rfc4514_string()
+        blocks.append(("cert-anchor", f"{cn}\nthe CA in your trust store (ca.pem)",
+                       f"valid until {anchor.not_valid_after_utc:%Y-%m-%d}", True))  # fmt: skip
+    else:
+        blocks.append(("cert-anchor", "no CA you trust", "nothing in your ca.pem signed this "
+                       "chain", False))  # fmt: skip
+    for i in reversed(range(len(shown))):
+        cert = report.chain[i]
+        role = "sent by the peer: its own certificate" if i == 0 else "sent by the peer"
+        body = "\n".join(("✓ " if c.ok else "✗ ") + c.detail for c in shown[i])
+        blocks.append((f"cert-{i}", f"{cert.subject.rfc4514_string()}\n{role}", body,
+                       all(c.ok for c in shown[i])))  # fmt: skip
+    wrapped = [(g, _wrap(t, inner, st.text, bold=True), _wrap(b, inner, st.text), ok)
+               for g, t, b, ok in blocks]  # fmt: skip
+    heights = [(t.count("\n") + b.count("\n") + 2) * st.line + 0.25 for _, t, b, _ in wrapped]
+    gap = 3 * st.line
+    extra = len(report.chain) - len(shown)
+    verdict = f"verdict of cryptography's path validation: {report.verdict}"
+    if extra:
+        verdict = (f"(and {extra} more certificate{'s' if extra > 1 else ''} sent, not needed: "
+                   f"trust comes from your ca.pem, not from the wire)\n" + verdict)  # fmt: skip
+    verdict = _wrap(verdict, inner, st.text, bold=True)
+    total = sum(heights) + gap * (len(heights) - 1) + (verdict.count("\n") + 1.5) * st.line
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(st.width, total + 0.9), layout="constrained")
+        ax = fig.add_subplot()
+    fig = ax.figure
+    y = 0.0
+    tops = []
+    for (gid, title, body, ok), h in zip(wrapped, heights, strict=True):
+        colour = _OK if ok else _BAD
+        box = FancyBboxPatch((0.1, y), width - 0.2, h, boxstyle="round,pad=0.02,rounding_size=0.1",
+                             fc="#f4f7fb" if ok else "#fbeaea", ec=colour, lw=2,
+                             ls="-" if gid != "cert-anchor" or ok else "--")  # fmt: skip
+        box.set_gid(gid)
+        ax.add_patch(box)
+        ax.text(0.3, y + 0.12, title, va="top", ha="left", fontsize=st.text, fontweight="bold",
+                color="#222222")  # fmt: skip
+        ax.text(0.3, y + 0.12 + (title.count("\n") + 1) * st.line, body, va="top", ha="left",
+                fontsize=st.text, color=colour)  # fmt: skip
+        tops.append((y, h))
+        y += h + gap
+    for (y_up, h_up), (y_down, _), checks in zip(tops, tops[1:], reversed(shown), strict=False):
+        signed = checks[0]
+        colour = _OK if signed.ok else _BAD
+        arrow = FancyArrowPatch((width / 2, y_down), (width / 2, y_up + h_up), arrowstyle="-|>",
+                                mutation_scale=18, color=colour, lw=2,
+                                linestyle="-" if signed.ok else "--")  # fmt: skip
+        ax.add_patch(arrow)
+        ax.text(width / 2 + 0.2, (y_down + y_up + h_up) / 2,
+                "signed by" + (" ✓" if signed.ok else "?  ✗"), va="center", ha="left",
+                fontsize=st.text, color=colour)  # fmt: skip
+    ax.text(0.1, y - gap + 0.3 * st.line, verdict, va="top", ha="left", fontsize=st.text,
+            color=_OK if report.ok else _BAD, fontweight="bold")  # fmt: skip
+    ax.set_xlim(0, width)
+    ax.set_ylim(total, -0.1)
+    ax.set_axis_off()
+    who = f"for {report.host}" if report.host else "(a client certificate)"
+    ax.set_title(_wrap(f"The certificate chain {who}, as a client checks it", width, st.title))
+    _finish_axes(ax)
     return fig
 
 
