@@ -7,12 +7,14 @@ the capture itself; the resumed connection; the HelloRetryRequest; the downgrade
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 import struct
 import tempfile
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from helpers import private_unavailable
 
 from labchat import capture
@@ -155,6 +157,9 @@ def check_manifest(result: capture.CaptureResult) -> None:
         assert clients[2]["error"] == "SSLError: INAPPROPRIATE_FALLBACK"
     assert (result.keylog is None) == (name == "tls-version-mismatch")
     assert m["tls"]["ca_pem"].startswith("-----BEGIN CERTIFICATE-----")
+    checked = dt.datetime.fromisoformat(m["tls"]["checked_at"])
+    ca = x509.load_pem_x509_certificate(m["tls"]["ca_pem"].encode())
+    assert ca.not_valid_before_utc <= checked <= ca.not_valid_after_utc
 
 
 @pytest.fixture(scope="module")

@@ -438,7 +438,15 @@ def _finish(
     return ScenarioRun(
         server=server_entry,
         clients=clients,
-        tls={"version": negotiated, "server_name": SERVER_NAME, **tls, "ca_pem": ca_pem},
+        tls={
+            "version": negotiated,
+            "server_name": SERVER_NAME,
+            **tls,
+            "ca_pem": ca_pem,
+            # When the clients checked the certificates: a validity check of the captured
+            # certificates is made at this moment, not at whatever today is.
+            "checked_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        },
         keylog=lab.keylog,
         notes=notes,
     )
