@@ -147,13 +147,13 @@ def _finish_axes(ax: Axes) -> None:
 
 
 def _text_width(text: str, size: float, *, bold: bool = False) -> float:
-    """Width of the widest line of ``text`` at ``size`` points, in inches (matplotlib's own
-    font metrics, no renderer needed)."""
+    """Width of the widest line of ``text`` at ``size`` points, in inches (the font's own
+    advance widths, as matplotlib lays text out; no renderer needed)."""
     from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import TextPath
+    from matplotlib.textpath import text_to_path
 
-    prop = FontProperties(weight="bold" if bold else "normal")
-    widths = [TextPath((0, 0), line, size=size, prop=prop).get_extents().width
+    prop = FontProperties(size=size, weight="bold" if bold else "normal")
+    widths = [text_to_path.get_text_width_height_descent(line, prop, ismath=False)[0]
               for line in text.splitlines() if line.strip()]  # fmt: skip
     return max(widths, default=0.0) / 72
 
@@ -229,7 +229,7 @@ def _segment_label(
         head += f" len={seg.payload_len}"
     lines = [] if detail != "full" and tls_names else _pack(head.split("  "), max_chars, "  ")
     if tls_names:
-        shown = tls_names if len(tls_names) <= 6 else [*tls_names[:5], "…"]
+        shown = tls_names if len(tls_names) <= 9 else [*tls_names[:8], "…"]
         lines += _pack(shown, max_chars)
     notes = seg.notes() if hasattr(seg, "notes") else []
     if seg.retransmission and not any("retransmission" in n for n in notes):
@@ -375,7 +375,9 @@ def ladder(
     names: dict[int, list[str]] = {}
     for m in conn.tls_messages():
         if m.segment is not None:
-            names.setdefault(m.segment, []).append(m.name)
+            # An alert says which one: that is the point of it (close_notify, unknown_ca, ...).
+            why = m.fields.get("description") if m.name == "Alert" else None
+            names.setdefault(m.segment, []).append(f"Alert {why}" if why else m.name)
     times = [f"{seg.time * 1000:.3f} ms" for seg in segs]
     # The times are the y tick labels (so the layout makes room for them), left of the axes.
     left = max((_text_width(t, st.text) for t in times), default=1.0) + st.line + 0.3
@@ -484,7 +486,7 @@ def ladder(
         ]
     )
     ax.xaxis.set_ticks_position("top")
-    ax.set_ylabel(_wrap("time since the first segment (down; long pauses compressed)",
+    ax.set_ylabel(_wrap("ms since the capture's first packet (down; long pauses compressed)",
                         max(1.5, bottom - 0.3), st.text))  # fmt: skip
     for side in ("right", "bottom", "left"):
         ax.spines[side].set_visible(False)
@@ -667,7 +669,7 @@ def certificate_chain(report: ChainReport, ax: Axes | None = None) -> Figure:
     if report.anchor is not None:
         anchor = report.anchor
         cn = anchor.subject.rfc4514_string()
-        blocks.append(("cert-anchor", f"{cn}\nthe CA in your trust store (ca.pem)",
+        blocks.append(("cert-anchor", f"{cn}\na CA the checker trusts (its ca.pem)",
                        f"valid until {anchor.not_valid_after_utc:%Y-%m-%d}", True))  # fmt: skip
     else:
         blocks.append(("cert-anchor", "no CA you trust", "nothing in your ca.pem signed this "
@@ -725,8 +727,11 @@ def certificate_chain(report: ChainReport, ax: Axes | None = None) -> Figure:
     ax.set_xlim(0, width)
     ax.set_ylim(total, -0.1)
     ax.set_axis_off()
-    who = f"for {report.host}" if report.host else "(a client certificate)"
-    ax.set_title(_wrap(f"The certificate chain {who}, as a client checks it", width, st.title))
+    if report.host:
+        title = f"The certificate chain for {report.host}, as a client checks it"
+    else:
+        title = "A client's certificate chain, as the server checks it (--client-ca)"
+    ax.set_title(_wrap(title, width, st.title))
     _finish_axes(ax)
     return fig
 
