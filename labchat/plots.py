@@ -381,7 +381,10 @@ def ladder(
     times = [f"{seg.time * 1000:.3f} ms" for seg in segs]
     # The times are the y tick labels (so the layout makes room for them), left of the axes.
     left = max((_text_width(t, st.text) for t in times), default=1.0) + st.line + 0.3
-    right = st.line + 0.2  # the rotated phase names
+    # Room right of the server's lane: the rotated phase names, and half of the lane's label
+    # (centred on the lane; constrained layout does not always make room for it).
+    server_label = f"{conn.server[0]}:{conn.server[1]}"
+    right = max(st.line + 0.2, _text_width(server_label, st.text) / 2 + 0.1)
     if ax is None:
         share = st.width
     else:
@@ -405,7 +408,8 @@ def ladder(
     title = title if title is not None else f"TCP connection #{conn.stream}: {len(segs)} segments"
     if len(conn.segments) > len(segs):
         title += f" (first {len(segs)} of {len(conn.segments)} shown)"
-    title = _wrap(title, share - 0.2, st.title)
+    # The title sits over the axes, which the times on the left make narrower than ``share``.
+    title = _wrap(title, share - left, st.title)
     x_client, x_server = 0.0, 1.0
 
     # Phases: bands whose edges lie halfway between the rows of two phases, each at least as
@@ -624,17 +628,16 @@ def tls_comparison(conn12: Connection, conn13: Connection) -> Figure:
         s = "" if trips == 1 else "s"
         first = first_application_data(conn)
         mark = {}
+        shown = 60
         if first is not None and first.segment is not None:
             mark[first.segment] = f"first application data, after {trips} RTT{s}"
-        ladder(
-            conn,
-            ax,
-            detail="brief",
-            mark=mark,
-            title=f"{label}: {trips} round trip{s} before the first application data",
-        )
-        needed = max(needed, -ax.get_ylim()[1] + ax.get_ylim()[0])  # fmt: skip
-    fig.set_figheight(needed + 2.6)
+            # The handshakes are the point: stop a few segments after the first data.
+            shown = min(shown, first.segment + 4)
+        title = f"{label}: {trips} round trip{s} before the first application data"
+        ladder(conn, ax, detail="brief", mark=mark, max_segments=shown, title=title)
+        needed = max(needed, -ax.get_ylim()[1] + ax.get_ylim()[0])
+    axes[1].set_ylabel("")  # one time axis label is enough for two ladders side by side
+    fig.set_figheight(needed + 2.8)
     fig.suptitle("Handshake round trips: TLS 1.2 vs TLS 1.3", fontsize=st.title)
     return fig
 
