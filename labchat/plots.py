@@ -15,6 +15,7 @@ can read them. ``style("paper")`` draws smaller text for print.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "Style",
     "broadcast_latency",
     "certificate_chain",
+    "distributions",
     "flag_words",
     "in_flight",
     "ladder",
@@ -639,6 +641,71 @@ def tls_comparison(conn12: Connection, conn13: Connection) -> Figure:
     axes[1].set_ylabel("")  # one time axis label is enough for two ladders side by side
     fig.set_figheight(needed + 2.8)
     fig.suptitle("Handshake round trips: TLS 1.2 vs TLS 1.3", fontsize=st.title)
+    return fig
+
+
+# --- measurements ---------------------------------------------------------------------------
+
+
+def distributions(
+    samples: Mapping[str, Sequence[float]],
+    ax: Axes | None = None,
+    *,
+    unit: str = "ms",
+    title: str = "",
+    log: bool = False,
+) -> Figure:
+    """Several sets of measurements, one row each: every sample as a dot, a box from the
+    first to the third quartile, a line at the median (written beside the row).
+
+    Args:
+        samples: label -> values, drawn top to bottom in the mapping's order.
+        ax: where to draw; a new Figure when None.
+        unit: the values' unit, for the axis and the medians.
+        title: the axes title.
+        log: a logarithmic value axis (for sets that differ by orders of magnitude).
+
+    Returns:
+        The Figure drawn on (each row's dots have gid ``samples-N``, its box ``box-N``).
+    """
+    import statistics
+
+    from matplotlib.patches import Rectangle
+
+    st = _current
+    labels = list(samples)
+    fig, ax = _new_axes(ax, (st.width, 1.2 + 1.1 * max(1, len(labels))))
+    colours = ["#1f5fa8", "#b5461a", "#555555", "#1d8348", "#8e44ad"]
+    for row, label in enumerate(labels):
+        values = sorted(float(v) for v in samples[label])
+        if not values:
+            continue
+        colour = colours[row % len(colours)]
+        # Spread the dots up and down a little, the same way every time (no random jitter:
+        # a figure redrawn from the same numbers looks the same).
+        offsets = [((i * 7) % 11 - 5) * 0.035 for i in range(len(values))]
+        (dots,) = ax.plot(values, [row + o for o in offsets], "o", ms=6, alpha=0.6, color=colour)
+        dots.set_gid(f"samples-{row}")
+        # The box by hand (ax.boxplot's orientation argument changed in matplotlib 3.10).
+        q1, median, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+        box = Rectangle((q1, row - 0.3), max(q3 - q1, 1e-12), 0.6, fc="none", ec=colour, lw=1.6)
+        box.set_gid(f"box-{row}")
+        ax.add_patch(box)
+        ax.plot([median, median], [row - 0.3, row + 0.3], color=colour, lw=2.6)
+        ax.plot([values[0], q1], [row, row], color=colour, lw=1.2)
+        ax.plot([q3, values[-1]], [row, row], color=colour, lw=1.2)
+        median = statistics.median(values)
+        ax.text(1.01, row, f"{median:.3g} {unit}", transform=ax.get_yaxis_transform(),
+                va="center", ha="left", fontsize=st.text, color=colour)  # fmt: skip
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{unit} (box: middle half of the samples; line: median; whiskers: all)")
+    ax.grid(True, axis="x", alpha=0.3)
+    if title:
+        ax.set_title(_wrap(title, st.width - 0.5, st.title))
+    _finish_axes(ax)
     return fig
 
 

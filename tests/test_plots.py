@@ -138,7 +138,17 @@ def _every_figure(chat, tls_pair):
         "in_flight": plots.in_flight(conn),
         "rtt": plots.rtt(conn),
         "tcp_header": plots.tcp_header(chat.segments[0]),
+        "distributions": plots.distributions({"a": [1.0, 2.0, 3.0], "b": [0.1, 0.2]}, log=True),
+        "certificate_chain": plots.certificate_chain(_chain_report()),
     }
+
+
+def _chain_report():
+    from labchat import trust
+    from labchat.certs import CA
+
+    ca = CA()
+    return trust.explain([ca.issue_cert("localhost").certificate], [ca.certificate], host="x")
 
 
 def test_projector_style_is_the_default_every_text_14pt_and_figures_fit_a_notebook(
@@ -184,3 +194,13 @@ def test_ladder_phase_names_do_not_overlap_and_stay_in_their_bands() -> None:
     for box, band in zip(boxes, bands, strict=True):
         extent = band.get_window_extent(renderer)
         assert extent.y0 - 1 <= box.y0 and box.y1 <= extent.y1 + 1, "a name outside its band"
+
+
+def test_distributions_one_row_per_set_with_its_median() -> None:
+    fig = plots.distributions({"wrong password": [50, 60, 70], "unknown user": [55, 65, 75, 85]})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["wrong password", "unknown user"]
+    dots = {line.get_gid(): list(line.get_xdata()) for line in ax.lines if line.get_gid()}
+    assert sorted(dots["samples-0"]) == [50, 60, 70] and len(dots["samples-1"]) == 4
+    assert [t.get_text() for t in ax.texts] == ["60 ms", "70 ms"]
+    assert {p.get_gid() for p in ax.patches} >= {"box-0", "box-1"}
