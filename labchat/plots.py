@@ -352,6 +352,7 @@ def ladder(
     title: str | None = None,
     detail: str = "full",
     mark: dict[int, str] | None = None,
+    time_label: str = "ms since the capture's first packet",
 ) -> Figure:
     """Draw a ladder (sequence) diagram: client and server lanes, one arrow per segment.
 
@@ -365,6 +366,7 @@ def ladder(
             there are none (for two ladders side by side).
         mark: segment index -> a line of text to add to that arrow's label; the arrow is
             drawn thicker (gid ``mark-N``).
+        time_label: what the segment times count from (the time axis's label).
 
     Returns:
         The Figure drawn on.
@@ -492,7 +494,7 @@ def ladder(
         ]
     )
     ax.xaxis.set_ticks_position("top")
-    ax.set_ylabel(_wrap("ms since the capture's first packet (down; long pauses compressed)",
+    ax.set_ylabel(_wrap(f"{time_label} (down; long pauses compressed)",
                         max(1.5, bottom - 0.3), st.text))  # fmt: skip
     for side in ("right", "bottom", "left"):
         ax.spines[side].set_visible(False)
@@ -914,21 +916,25 @@ def broadcast_latency(stats: Sequence[RoomStats], ax: Axes | None = None) -> Fig
     Returns:
         The Figure drawn on.
     """
-    fig, ax = _new_axes(ax, (7.5, 4.2))
+    st = _current
+    fig, ax = _new_axes(ax, (st.width, 6.5))
     xs = [s.clients for s in stats]
-    ax.plot(xs, [s.median_receiver for s in stats], "o-",
+    ax.plot(xs, [s.median_receiver for s in stats], "o-", ms=8,
             label="median receiver (median over messages)")  # fmt: skip
-    ax.plot(xs, [s.last_receiver for s in stats], "s-",
+    ax.plot(xs, [s.last_receiver for s in stats], "s-", ms=8,
             label="last receiver (median over messages)")  # fmt: skip
-    ax.plot(xs, [s.worst for s in stats], "^:", color="#999999",
+    ax.plot(xs, [s.worst for s in stats], "^:", ms=8, color="#999999",
             label="last receiver, worst message")  # fmt: skip
     ax.set_xlabel("clients in the room")
     ax.set_ylabel("SAY -> MSG received (ms)")
-    ax.set_title("Broadcast latency as the room grows (one server, thread per client)")
+    ax.set_title(_wrap("Broadcast latency as the room grows (one server, thread per client)",
+                       st.width - 0.5, st.title))  # fmt: skip
     ax.set_xticks(xs)
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    # Below the plot, not on it: at 14 pt a legend inside would hide the lines.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=1, frameon=False)
+    _finish_axes(ax)
     return fig
 
 
@@ -936,58 +942,70 @@ def room_view(view: RoomView) -> Figure:
     """One frame of the live room view, readable on a projector.
 
     Who is in the room (left, top), messages per second and the PING round trip over time
-    (left, bottom) and the newest segments as a ladder (right), or why there are none.
+    (left, bottom) and the newest segments as a ladder (right), or why there are none. The
+    ladder's times are on the view's clock (seconds watched, like the title's t); its seq and
+    ack numbers count from the first packet of the window the view keeps, and its title says
+    so (a window without the SYN has no better origin).
 
     Args:
         view: from `labchat.lab.live_room_view`, at one refresh (at least one measured).
 
     Returns:
-        A new Figure (13 x 7 inches, four axes).
+        A new Figure (9.6 x 8 inches, four axes).
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(13.0, 7.0), layout="constrained")
-    grid = fig.add_gridspec(2, 2, width_ratios=[1, 1.3])
+    st = _current
+    fig = Figure(figsize=(st.width, 8.0), layout="constrained")
+    grid = fig.add_gridspec(2, 2, width_ratios=[1, 1.25])
     ax_who = fig.add_subplot(grid[0, 0])
     ax_rate = fig.add_subplot(grid[1, 0])
     ax_ladder = fig.add_subplot(grid[:, 1])
     fig.suptitle(
-        f"labchat room on {view.host}:{view.port}  (t = {view.times[-1]:.0f} s)", fontsize=15
+        f"labchat room on {view.host}:{view.port}  (t = {view.times[-1]:.0f} s)", fontsize=st.title
     )
 
     members = view.members
     ax_who.set_axis_off()
-    ax_who.set_title(f"In the room: {len(members)}", fontsize=14, loc="left")
-    shown = members[:24]
-    cols = 3 if len(shown) > 8 else 1
+    _finish_axes(ax_who)  # its ticks are hidden; still, no text of this figure is small
+    ax_who.set_title(f"In the room: {len(members)}", fontsize=st.title, loc="left")
+    shown = members[:16]
+    cols = 2 if len(shown) > 8 else 1
     per_col = -(-len(shown) // cols) if shown else 1
     for i, name in enumerate(shown):
         ax_who.text(i // per_col / cols, 1 - (i % per_col + 1) / (per_col + 1), name,
-                    fontsize=13 if cols == 1 else 11, transform=ax_who.transAxes)  # fmt: skip
+                    fontsize=st.text, transform=ax_who.transAxes)  # fmt: skip
     if len(members) > len(shown):
-        ax_who.text(0, 0, f"... and {len(members) - len(shown)} more", fontsize=11,
+        ax_who.text(0, 0, f"... and {len(members) - len(shown)} more", fontsize=st.text,
                     transform=ax_who.transAxes)  # fmt: skip
 
     times, rates, rtts = view.times, view.rates, view.rtts
     ax_rate.plot(times, rates, "o-", color="#1f5fa8", label="messages/s")
-    ax_rate.set_xlabel("seconds watched", fontsize=11)
-    ax_rate.set_ylabel("messages per second", fontsize=11, color="#1f5fa8")
+    ax_rate.set_xlabel("seconds watched")
+    ax_rate.set_ylabel("messages per second", color="#1f5fa8")
     ax_rate.set_ylim(bottom=0, top=max(rates + [1]) * 1.25)
     ax_rate.grid(True, alpha=0.3)
     ax_rtt = ax_rate.twinx()
     ax_rtt.plot(times, rtts, "s--", color="#b5461a", label="server round trip (ms)")
-    ax_rtt.set_ylabel("PING round trip (ms)", fontsize=11, color="#b5461a")
+    ax_rtt.set_ylabel("PING round trip (ms)", color="#b5461a")
     ax_rtt.set_ylim(bottom=0, top=max(rtts + [1]) * 1.25)
-    ax_rate.set_title(f"{rates[-1]:.0f} msg/s, round trip {rtts[-1]:.1f} ms", fontsize=13,
+    _finish_axes(ax_rate)
+    _finish_axes(ax_rtt)
+    ax_rate.set_title(f"{rates[-1]:.0f} msg/s, round trip {rtts[-1]:.1f} ms", fontsize=st.title,
                       loc="left")  # fmt: skip
 
     if view.newest is not None:
-        ladder(view.newest, ax_ladder, title=f"Newest {len(view.newest.segments)} segments")
+        n = len(view.newest.segments)
+        window = f"the last {view.window_packets} packets" if view.window_packets else "a window"
+        ladder(view.newest, ax_ladder, detail="brief", time_label="ms since the view started",
+               title=f"Newest {n} segments, from {window} captured; seq and ack count from "
+                     "the first of those packets")  # fmt: skip
     else:
         ax_ladder.set_axis_off()
         why = view.no_capture
         text = "no segments captured yet" if why is None else f"no live capture:\n{why}"
-        ax_ladder.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=11,
-                       transform=ax_ladder.transAxes)  # fmt: skip
-        ax_ladder.set_title("Newest segments", fontsize=13)
+        ax_ladder.text(0.5, 0.5, _wrap(text, 4.5, st.text), ha="center", va="center",
+                       fontsize=st.text, transform=ax_ladder.transAxes)  # fmt: skip
+        ax_ladder.set_title("Newest segments", fontsize=st.title)
+        _finish_axes(ax_ladder)
     return fig

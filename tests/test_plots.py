@@ -9,7 +9,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from labchat import plots  # noqa: E402
+from labchat import lab, plots  # noqa: E402
 from labchat.analysis import load  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures"
@@ -144,6 +144,21 @@ def _every_figure(chat, tls_pair):
         "tcp_header": plots.tcp_header(chat.segments[0]),
         "distributions": plots.distributions({"a": [1.0, 2.0, 3.0], "b": [0.1, 0.2]}, log=True),
         "certificate_chain": plots.certificate_chain(_chain_report()),
+        "broadcast_latency": plots.broadcast_latency(
+            [lab.RoomStats(n, samples=[1.0 * n, 2.0 * n], medians=[0.5 * n, n]) for n in (2, 5)]
+        ),
+        "room_view": plots.room_view(
+            lab.RoomView(
+                "127.0.0.1",
+                5050,
+                members=["alice", "bob"],
+                times=[1.0, 2.0],
+                rates=[3.0, 4.0],
+                rtts=[0.4, 0.6],
+                newest=chat,
+                window_packets=40,
+            )
+        ),  # fmt: skip
     }
 
 
