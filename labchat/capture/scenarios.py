@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import tls_scenarios
-from .runs import PASSWORDS, PAUSE, TIMEOUT, Scenario, ScenarioRun
+from .runs import PASSWORDS, PAUSE, SCENARIO_HASH, TIMEOUT, Scenario, ScenarioRun
 
 __all__ = [
     "PAUSE",
@@ -66,7 +66,7 @@ def _setup(work: Path, tls: bool) -> tuple[Any, Any]:
     from labchat.certs import create_lab_certs
 
     certs = create_lab_certs(work / "certs") if tls else None
-    users = UserStore(work / "users.json")
+    users = UserStore(work / "users.json", **SCENARIO_HASH)
     for name, password in PASSWORDS.items():
         users.add(name, password)
     return certs, users

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .runs import PASSWORDS, PAUSE, TIMEOUT, Scenario, ScenarioRun
+from .runs import PASSWORDS, PAUSE, SCENARIO_HASH, TIMEOUT, Scenario, ScenarioRun
 
 __all__ = [
     "SCENARIOS",
@@ -366,9 +366,7 @@ def _lab(work: Path, *, users: bool = False) -> _Lab:
     from labchat.auth import UserStore
     from labchat.certs import create_lab_certs
 
-    # A cheap hash (scrypt N=2**10): the account exists only for this capture, and the
-    # real cost (about 0.1 s, seconds on a loaded machine) would only stretch the capture.
-    store = UserStore(work / "users.json", n=2**10, r=8, p=1)
+    store = UserStore(work / "users.json", **SCENARIO_HASH)  # cheap: see SCENARIO_HASH
     if users:
         store.add("alice", PASSWORDS["alice"])
     return _Lab(work, create_lab_certs(work / "certs"), store, work / "keys.log")
