@@ -618,7 +618,8 @@ def rtt(conn: Connection, direction: str | None = None, ax: Axes | None = None,
 
 def tls_comparison(conn12: Connection, conn13: Connection) -> Figure:
     """Two ladders side by side, TLS 1.2 and TLS 1.3, each with its round trips and its first
-    application data marked."""
+    application data marked (`labchat.analysis.first_application_data`: data, never the TLS
+    1.3 client's encrypted Finished)."""
     from matplotlib.figure import Figure
 
     from .analysis import first_application_data, tls_round_trips
