@@ -181,3 +181,103 @@ def test_reference_tls_scenario_capture(name):
     result = capture.load_reference(name)
     assert result.manifest["server"]["port"] == 5050
     check_manifest(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the packets say (labchat.analysis), with and without the key log
+# ---------------------------------------------------------------------------------------------
+
+
+def _load(result: capture.CaptureResult, *, keys: bool):
+    from labchat import analysis
+
+    return analysis.load(
+        result.pcap,
+        keylog=result.keylog if keys else None,
+        embedded_keys=keys,
+        tls_ports=[result.manifest["server"]["port"]],
+    ).connections()
+
+
+def _alerts(conn) -> list:
+    return [m for m in conn.tls_messages() if m.name == "Alert"]
+
+
+def check_capture(result: capture.CaptureResult) -> None:
+    """The alerts, resumptions, retries and randoms of the lesson are on the wire."""
+    name = result.manifest["scenario"]
+    clear = _load(result, keys=False)
+    opened = _load(result, keys=result.keylog is not None)
+    assert len(clear) == len(opened) == len(EXPECTED[name])
+    for eavesdropped, decrypted, expected in zip(clear, opened, EXPECTED[name], strict=True):
+        if expected is None:
+            continue
+        sender, code, encrypted = expected
+        direction = "c->s" if sender == "client" else "s->c"
+        # With the keys (where there are any) every fatal alert can be read: code and sender.
+        fatal = [m for m in _alerts(decrypted) if m.fields["level"] == "fatal"]
+        assert [(m.direction, m.fields["code"]) for m in fatal] == [(direction, code)], name
+        assert fatal[0].encrypted is encrypted
+        # Without them, a plaintext alert is still readable; an encrypted one is an opaque
+        # application_data record of 2 + 1 + 16 bytes (alert, inner type, AEAD tag).
+        seen = [m.fields["code"] for m in _alerts(eavesdropped)]
+        if encrypted:
+            assert seen == []
+            last = eavesdropped.tls_messages()[-1]
+            opaque = (direction, "ApplicationData", 19)
+            assert (last.direction, last.name, last.record_length) == opaque
+        else:
+            assert seen == [code]
+    if name.endswith("-resume"):
+        full, resumed = opened
+        assert not full.tls_info.resumed and resumed.tls_info.resumed
+        names = [m.name for m in resumed.tls_messages()]
+        assert "Certificate" in [m.name for m in full.tls_messages()]
+        assert "Certificate" not in names and "ServerKeyExchange" not in names
+        hello = next(m for m in resumed.tls_messages() if m.name == "ClientHello").fields
+        if name == "tls13-resume":
+            assert hello["pre_shared_key"]["identities"] >= 1
+            server_hello = next(m for m in resumed.tls_messages() if m.name == "ServerHello")
+            assert server_hello.fields["pre_shared_key"] == 0
+        else:
+            assert hello["session_ticket"] > 0
+        from labchat.analysis import tls_round_trips
+
+        assert tls_round_trips(resumed) == 1
+    if name == "tls13-hrr":
+        (conn,) = opened
+        assert conn.tls_info.hello_retry
+        hrr = next(m for m in conn.tls_messages() if m.name == "HelloRetryRequest")
+        assert hrr.fields["selected_group"] == "secp256r1"
+        assert [m.name for m in conn.tls_messages()].count("ClientHello") == 2
+        from labchat.analysis import tls_round_trips
+
+        assert tls_round_trips(conn) == 2
+    if name == "tls-downgrade":
+        sentinel = "444f574e47524401"  # "DOWNGRD\x01", RFC 8446 section 4.1.3
+        tails = [c.tls_info.server_random[-16:] == sentinel for c in clear]
+        assert tails == [False, True, True]
+        assert [c.tls_info.version for c in clear] == ["TLS 1.2"] * 3
+    if name == "mtls-chat":
+        for eavesdropped, version in zip(clear, ("TLS 1.2", "TLS 1.3"), strict=True):
+            assert eavesdropped.tls_info.version == version
+            readable = bool(eavesdropped.certificates("c->s"))
+            assert readable is (version == "TLS 1.2")
+        for decrypted in opened:
+            (alice, *_) = decrypted.certificates("c->s")
+            cn = x509.load_der_x509_certificate(alice).subject.rfc4514_string()
+            assert cn.startswith("CN=alice")
+            assert "CertificateVerify" in [
+                m.name for m in decrypted.tls_messages() if m.direction == "c->s"
+            ]
+
+
+@pytest.mark.capture
+@pytest.mark.parametrize("name", NAMES)
+def test_fresh_tls_scenario_packets(fresh, name):
+    check_capture(fresh[name])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_tls_scenario_packets(name):
+    check_capture(capture.load_reference(name))
