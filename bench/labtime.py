@@ -1,8 +1,20 @@
-"""Lab latency: wall time of every capture scenario and of every notebook, end to end."""
+"""Lab latency: wall time of every capture scenario and of every notebook, end to end.
+
+Part of ``make bench`` (``bench.run --only lab``); on its own, for the notebooks alone::
+
+    .venv/bin/python -m bench.labtime                      # every notebook, capture mode auto
+    LABCHAT_CAPTURE_MODE=offline .venv/bin/python -m bench.labtime 03 10 11
+    .venv/bin/python -m bench.labtime --scenarios          # the capture scenarios too
+
+It prints one line per notebook and the total (issue 13 asks for all notebooks together to
+stay under 90 s); it asserts nothing.
+"""
 
 from __future__ import annotations
 
+import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,8 +48,10 @@ def scenarios(log=print) -> list[dict]:
     return rows
 
 
-def notebooks(timeout: float = 180.0, log=print) -> list[dict]:
+def notebooks(timeout: float = 180.0, log=print, only: list[str] | None = None) -> list[dict]:
     paths = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    if only:
+        paths = [p for p in paths if any(p.name.startswith(prefix) for prefix in only)]
     if not paths:
         log("  no notebooks in notebooks/")
         return []
@@ -64,3 +78,28 @@ def notebooks(timeout: float = 180.0, log=print) -> list[dict]:
         rows.append({"notebook": path.name, "seconds": seconds, "error": error})
         log(f"  notebook {path.name:34s} {seconds:6.2f} s  {error or 'ok'}")
     return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time the notebooks (and, with ``--scenarios``, the capture scenarios); print a table."""
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m bench.labtime", description=__doc__)
+    parser.add_argument("only", nargs="*", help="notebook name prefixes (default: all)")
+    parser.add_argument("--scenarios", action="store_true", help="time the scenarios too")
+    args = parser.parse_args(argv)
+    mode = os.environ.get("LABCHAT_CAPTURE_MODE", "auto")
+    if args.scenarios:
+        scenarios()
+    rows = notebooks(only=args.only)
+    total = sum(r["seconds"] for r in rows)
+    failed = [r["notebook"] for r in rows if r["error"]]
+    print(
+        f"  {len(rows)} notebooks, capture mode {mode}: {total:.1f} s in all"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -308,3 +308,29 @@ def test_load_uses_a_pcapngs_embedded_key_log_unless_told_not_to(name: str) -> N
     assert bare.app_lines() == []
     data = [m for m in bare.tls_messages() if m.name == "ApplicationData"]
     assert data and all(m.encrypted and not m.decrypted for m in data)
+
+
+def test_Connection_certificates_are_the_DER_chain_each_side_sent() -> None:
+    # Issue 13: a learner verifies the captured certificate's signature against ca.pem, so the
+    # analysis hands out the certificates themselves. mtls-chat: TLS 1.2, then TLS 1.3, both
+    # sides with a certificate (each also sends the lab CA, found in its own trust store).
+    from cryptography import x509
+
+    pcap = Path(__file__).parent.parent / "captures" / "mtls-chat" / "capture.pcapng"
+    clear12, clear13 = load(pcap, embedded_keys=False, tls_ports=[5050]).connections()
+    opened12, opened13 = load(pcap, tls_ports=[5050]).connections()
+
+    def names(ders: list[bytes]) -> list[str]:
+        return [x509.load_der_x509_certificate(d).subject.rfc4514_string() for d in ders]
+
+    for conn in (clear12, opened12, opened13):
+        assert names(conn.certificates()) == [
+            "CN=localhost,O=labchat lab CA",
+            "CN=labchat lab CA root,O=labchat lab CA",
+        ]
+        assert names(conn.certificates("c->s"))[0] == "CN=alice,O=labchat lab CA"
+    # TLS 1.3 encrypts both Certificate messages: without the keys there is none to hand out.
+    assert clear13.certificates() == [] and clear13.certificates("c->s") == []
+    # The message fields agree with the certificates handed out.
+    cert_msg = next(m for m in opened13.tls_messages() if m.name == "Certificate")
+    assert cert_msg.fields["chain_length"] == len(opened13.certificates())

@@ -127,8 +127,8 @@ def test_live_room_view_without_capture(files, monkeypatch, capsys) -> None:
     assert view["messages"] > 0
     assert len(view["rtt_ms"]) == view["refreshes"]
     assert view["capture"] == "LABCHAT_CAPTURE_MODE=offline: no live capture"
-    # Outside Jupyter, display() prints the figure's repr: one figure, 13 x 7 inches.
-    assert "Figure(1300x700)" in capsys.readouterr().out
+    # Outside Jupyter, display() prints the figure's repr: one figure, 9.6 x 8 inches.
+    assert "Figure(960x800)" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- the figures
@@ -166,14 +166,31 @@ def test_room_view_says_why_there_is_no_ladder() -> None:
     assert rate.get_title(loc="left") == "4 msg/s, round trip 0.6 ms"
     assert _texts(ladder_ax) == ["no live capture:\nneeds root"]
     fig = plots.room_view(_view(members=[f"u{i}" for i in range(30)]))
-    assert _texts(fig.axes[0])[-1] == "... and 6 more"
+    assert _texts(fig.axes[0])[-1] == "... and 14 more"
     assert _texts(fig.axes[2]) == ["no segments captured yet"]
 
 
 def test_room_view_draws_the_newest_segments() -> None:
     conn = analysis.load(REFERENCE).connection(0)
-    fig = plots.room_view(_view(newest=conn))
+    fig = plots.room_view(_view(newest=conn, window_packets=40))
     ladder_ax = fig.axes[2]
-    assert ladder_ax.get_title() == f"Newest {len(conn.segments)} segments"
+    title = " ".join(ladder_ax.get_title().split())
+    # Issue 13: the ladder says what its numbers count from (a 40-packet window, not the
+    # connection), and its times are on the view's clock.
+    assert title.startswith(f"Newest {len(conn.segments)} segments, from the last 40 packets")
+    assert "seq and ack count from the first of those packets" in title
+    assert "since the view started" in " ".join(ladder_ax.get_ylabel().split())
     arrows = [a for a in ladder_ax.patches if (a.get_gid() or "").startswith("segment-")]
     assert len(arrows) == len(conn.segments)
+
+
+def test_live_view_ladder_times_are_on_the_views_clock() -> None:
+    from labchat.lab import liveview
+
+    conn = analysis.load(REFERENCE).connection(0)
+    newest = liveview._last_segments(conn, 3, shift=4.5)
+    assert [s.index for s in newest.segments] == [s.index for s in conn.segments[-3:]]
+    assert [s.time for s in newest.segments] == pytest.approx(
+        [s.time + 4.5 for s in conn.segments[-3:]]
+    )
+    assert conn.segments[-1].time < 4.5  # the original is untouched

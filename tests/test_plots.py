@@ -9,7 +9,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from labchat import plots  # noqa: E402
+from labchat import lab, plots  # noqa: E402
 from labchat.analysis import load  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures"
@@ -91,9 +91,13 @@ def test_tls_comparison_annotates_round_trips(tls_pair) -> None:
     left, right = fig.axes
     assert left.get_title().startswith("TLS 1.2: 2 round trips")
     assert right.get_title().startswith("TLS 1.3: 1 round trip ")
-    assert any("after 2 RTTs" in t for t in _texts(left))
-    assert any("after 1 RTT" in t for t in _texts(right))
-    assert len(_gids(left, "segment-")) == 22
+    assert any("after 2 RTTs" in " ".join(t.split()) for t in _texts(left))
+    assert any("after 1 RTT" in " ".join(t.split()) for t in _texts(right))
+    # The handshakes are the point: each ladder stops four segments after its first data.
+    (mark,) = [line.get_gid() for line in left.lines if (line.get_gid() or "").startswith("mark-")]
+    first = int(mark.split("-")[1])
+    assert len(_gids(left, "segment-")) == first + 4 < 22
+    assert "of 22 shown" in " ".join(left.get_title().split())
 
 
 def test_tcp_header_shows_real_values(chat) -> None:
@@ -112,3 +116,110 @@ def test_figures_render_to_png(chat, tmp_path: Path) -> None:
     out = tmp_path / "ladder.png"
     plots.ladder(chat).savefig(out, dpi=60)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The projector style (issue 13): 14 pt and up, at a size a notebook shows unscaled
+# ---------------------------------------------------------------------------------------------
+
+
+def _drawn(fig):
+    """Render ``fig`` (so tick labels exist) and return its visible, non-empty texts."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    FigureCanvasAgg(fig).draw()
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def _every_figure(chat, tls_pair):
+    lossy = load(Path(__file__).parent.parent / "captures" / "lost-segment" / "capture.pcapng")
+    conn = lossy.connection(0)
+    return {
+        "ladder": plots.ladder(chat),
+        "tls_comparison": plots.tls_comparison(*tls_pair),
+        "time_sequence": plots.time_sequence(conn),
+        "in_flight": plots.in_flight(conn),
+        "rtt": plots.rtt(conn),
+        "tcp_header": plots.tcp_header(chat.segments[0]),
+        "distributions": plots.distributions({"a": [1.0, 2.0, 3.0], "b": [0.1, 0.2]}, log=True),
+        "certificate_chain": plots.certificate_chain(_chain_report()),
+        "broadcast_latency": plots.broadcast_latency(
+            [lab.RoomStats(n, samples=[1.0 * n, 2.0 * n], medians=[0.5 * n, n]) for n in (2, 5)]
+        ),
+        "room_view": plots.room_view(
+            lab.RoomView(
+                "127.0.0.1",
+                5050,
+                members=["alice", "bob"],
+                times=[1.0, 2.0],
+                rates=[3.0, 4.0],
+                rtts=[0.4, 0.6],
+                newest=chat,
+                window_packets=40,
+            )
+        ),  # fmt: skip
+    }
+
+
+def _chain_report():
+    from labchat import trust
+    from labchat.certs import CA
+
+    ca = CA()
+    return trust.explain([ca.issue_cert("localhost").certificate], [ca.certificate], host="x")
+
+
+def test_projector_style_is_the_default_every_text_14pt_and_figures_fit_a_notebook(
+    chat, tls_pair
+) -> None:
+    assert plots.style().name == "projector"
+    for name, fig in _every_figure(chat, tls_pair).items():
+        texts = _drawn(fig)
+        assert len(texts) > 5, name
+        small = {t.get_text()[:30]: t.get_fontsize() for t in texts if t.get_fontsize() < 14}
+        assert not small, f"{name}: text under 14 pt: {small}"
+        # Wider than 9.6 in (960 px at 100 dpi) and a notebook cell shrinks it, text and all.
+        assert fig.get_figwidth() <= 9.6, name
+
+
+def test_style_switches_every_figure_and_refuses_unknown_names(chat) -> None:
+    try:
+        assert plots.style("paper").text < 14
+        texts = _drawn(plots.ladder(chat))
+        assert max(t.get_fontsize() for t in texts) < 14
+    finally:
+        plots.style("projector")
+    assert min(t.get_fontsize() for t in _drawn(plots.ladder(chat))) >= 14
+    with pytest.raises(ValueError, match="projector"):
+        plots.style("poster")
+
+
+def test_ladder_phase_names_do_not_overlap_and_stay_in_their_bands() -> None:
+    # Notebook 07's capture: handshake, reset, handshake, reset, data, reset, one row each.
+    conn = load(Path(__file__).parent.parent / "captures" / "craft-handshake-rst" /
+                "capture.pcapng").connection(0)  # fmt: skip
+    fig = plots.ladder(conn)
+    _drawn(fig)
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in ax.texts if (t.get_gid() or "").startswith("phase-label-")]
+    bands = [p for p in ax.patches if (p.get_gid() or "").startswith("phase-")]
+    assert [t.get_text() for t in labels] == [p.get_gid()[6:] for p in bands]
+    assert len(labels) >= 5
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for a, b in zip(boxes, boxes[1:], strict=False):
+        assert not a.overlaps(b), (a, b)
+    for box, band in zip(boxes, bands, strict=True):
+        extent = band.get_window_extent(renderer)
+        assert extent.y0 - 1 <= box.y0 and box.y1 <= extent.y1 + 1, "a name outside its band"
+
+
+def test_distributions_one_row_per_set_with_its_median() -> None:
+    fig = plots.distributions({"wrong password": [50, 60, 70], "unknown user": [55, 65, 75, 85]})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["wrong password", "unknown user"]
+    dots = {line.get_gid(): list(line.get_xdata()) for line in ax.lines if line.get_gid()}
+    assert sorted(dots["samples-0"]) == [50, 60, 70] and len(dots["samples-1"]) == 4
+    assert [t.get_text() for t in ax.texts] == ["60 ms", "70 ms"]
+    assert {p.get_gid() for p in ax.patches} >= {"box-0", "box-1"}

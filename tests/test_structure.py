@@ -135,6 +135,7 @@ LAYERS = {
     "labchat.resources": 0,  # where the notebooks and reference captures are
     "labchat.capture": 1,  # runs the chat, gets packets
     "labchat.analysis": 2,  # packets -> facts
+    "labchat.trust": 2,  # certificates -> facts (why a client trusts a chain)
     "labchat.plots": 3,  # facts -> figures
     "labchat.lab": 4,  # one call per notebook cell
     "labchat.demo": 4,

@@ -332,6 +332,25 @@ class Connection:
         """TLS messages in capture order (empty for a plaintext connection)."""
         return list(self.tls_info.messages) if self.tls_info is not None else []
 
+    def certificates(self, direction: str = S2C) -> list[bytes]:
+        """The certificate chain one side sent, as DER, its own certificate first.
+
+        Args:
+            direction: ``"s->c"`` for the server's chain, ``"c->s"`` for a client's (mutual
+                TLS).
+
+        Returns:
+            The DER certificates (load them with ``cryptography.x509.load_der_x509_certificate``);
+            empty if that side sent none, or its Certificate was encrypted and no key opened it.
+        """
+        from .tls.handshake import certificate_list
+
+        tls13 = self.tls_info is not None and self.tls_info.version == "TLS 1.3"
+        for m in self.tls_messages():
+            if m.direction == direction and m.name == "Certificate" and m.data:
+                return certificate_list(m.data, tls13)
+        return []
+
     def _tls_names_by_segment(self) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
         for m in self.tls_messages():

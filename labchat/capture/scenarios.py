@@ -27,9 +27,11 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from . import tls_scenarios
+from .runs import PASSWORDS, PAUSE, SCENARIO_HASH, TIMEOUT, Scenario, ScenarioRun
 
 __all__ = [
     "PAUSE",
@@ -45,13 +47,6 @@ __all__ = [
     "names",
 ]
 
-#: Gap between steps, so the phases of a conversation stand apart on a time axis.
-PAUSE = 0.03
-
-#: Throwaway passwords of the throwaway users each scenario creates. They are visible in the
-#: plaintext capture on purpose: that is the lesson of ``tcp-chat``.
-PASSWORDS = {"alice": "correct horse battery", "bob": "staple tuna lamp"}
-
 #: The chat both users have in every chat scenario.
 CHAT = (
     ("alice", "hi bob, can you read this?"),
@@ -59,45 +54,6 @@ CHAT = (
 )
 
 _HOST = "127.0.0.1"
-#: How long any one step of a scenario may take (connect, accept, a reply). Nothing here waits
-#: for a timeout to happen, so this only bounds a hang. On a class server many kernels capture
-#: at once: 15 students on 2 cores made the server's scrypt logins answer after more than 5 s
-#: (bench/hub.py), which failed every capture; slower is better than failed.
-TIMEOUT = 30.0
-
-
-@dataclass
-class ScenarioRun:
-    """What a scenario did, for the capture manifest.
-
-    Attributes:
-        transcript: the chat as ``{"from": user, "line": text}`` in the order it was said.
-        server: ``{"host", "port", "role", ...}`` of the listening side.
-        clients: one dict per client connection, in connect order (``role`` first).
-        tls: ``{"version": "TLSv1.3", ...}`` or None for plaintext.
-        keylog: NSS key log file the TLS clients wrote, or None.
-        notes: one sentence on what to look for in the capture.
-        files: more files to keep beside the capture, by the name they get there
-            (``{"tcp_info.csv": path}``: the kernel's own samples of a connection).
-    """
-
-    transcript: list[dict[str, str]] = field(default_factory=list)
-    server: dict[str, Any] = field(default_factory=dict)
-    clients: list[dict[str, Any]] = field(default_factory=list)
-    tls: dict[str, Any] | None = None
-    keylog: Path | None = None
-    notes: str = ""
-    files: dict[str, Path] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A named scenario: ``func(workdir, *, port, host="127.0.0.1", pause=PAUSE)``."""
-
-    name: str
-    func: Callable[..., ScenarioRun]
-    description: str
-    tls: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,7 +66,7 @@ def _setup(work: Path, tls: bool) -> tuple[Any, Any]:
     from labchat.certs import create_lab_certs
 
     certs = create_lab_certs(work / "certs") if tls else None
-    users = UserStore(work / "users.json")
+    users = UserStore(work / "users.json", **SCENARIO_HASH)
     for name, password in PASSWORDS.items():
         users.add(name, password)
     return certs, users
@@ -437,6 +393,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("refused", refused, "connect to a closed port: SYN, then RST"),
         Scenario("abort", abort, "abortive close with SO_LINGER 0: RST instead of FIN"),
         Scenario("half-close", half_close, "shutdown(SHUT_WR); the other side keeps sending"),
+        # TLS failures, mutual TLS, resumption, HelloRetryRequest, downgrade (issue 13).
+        *tls_scenarios.SCENARIOS,
     )
 }
 

@@ -40,7 +40,11 @@ class RoomView:
         times: seconds watched at each refresh so far.
         rates: messages per second at each refresh.
         rtts: PING round trip at each refresh (ms).
-        newest: the newest segments of the newest connection on the port, or None.
+        newest: the newest segments of the newest connection on the port, or None. Their
+            times are seconds since the view started (the clock of ``times``); their seq and
+            ack numbers count from the first packet of the window (the sniffer keeps only the
+            newest packets, so the connection's SYN is usually long gone).
+        window_packets: how many of the newest packets that window held.
         no_capture: why there is no live capture here (None: there is one).
     """
 
@@ -51,6 +55,7 @@ class RoomView:
     rates: list[float] = field(default_factory=list)
     rtts: list[float] = field(default_factory=list)
     newest: analysis.Connection | None = None
+    window_packets: int = 0
     no_capture: str | None = None
 
 
@@ -88,11 +93,18 @@ def _newest_connection(packets: list[Any], port: int, tmp: Path) -> analysis.Con
     return conn
 
 
-def _last_segments(conn: analysis.Connection | None, n: int) -> analysis.Connection | None:
+def _last_segments(
+    conn: analysis.Connection | None, n: int, shift: float = 0.0
+) -> analysis.Connection | None:
+    """The last ``n`` segments of ``conn``, their times moved ``shift`` seconds later.
+
+    The analysis counts times from the window's first packet; adding when that packet came
+    (in seconds since the view started) puts the ladder on the view's clock.
+    """
     if conn is None or not conn.segments:
         return None
     newest = copy.copy(conn)
-    newest.segments = conn.segments[-n:]
+    newest.segments = [dataclasses.replace(s, time=s.time + shift) for s in conn.segments[-n:]]
     return newest
 
 
@@ -146,6 +158,7 @@ def live_room_view(
     handle = None
     total = 0
     t_start = time.monotonic()
+    wall_start = time.time()  # packets carry wall-clock times
     try:
         with tempfile.TemporaryDirectory(prefix="labchat-live-") as tmp, Client(
             host, port, cafile=cafile, server_hostname=server_hostname, timeout=5.0
@@ -178,7 +191,9 @@ def live_room_view(
                     # would take longer than the refresh period.
                     packets = list(sniffer.recent)[-4 * ladder_segments :]
                     conn = _newest_connection(packets, port, Path(tmp))
-                    view.newest = _last_segments(conn, ladder_segments)
+                    view.window_packets = len(packets)
+                    shift = float(packets[0].time) - wall_start if packets else 0.0
+                    view.newest = _last_segments(conn, ladder_segments, shift)
                 fig = plots.room_view(view)
                 if handle is None:
                     handle = display(fig, display_id=True)

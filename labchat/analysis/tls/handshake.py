@@ -216,16 +216,26 @@ def _cert_fields(der: bytes) -> dict[str, Any]:
     return out
 
 
-def certificate(body: bytes, tls13: bool) -> dict[str, Any]:
+def certificate_list(body: bytes, tls13: bool) -> list[bytes]:
+    """The DER certificates of a Certificate message body, the sender's own first.
+
+    RFC 5246 section 7.4.2 (a list of ASN.1Cert<1..2^24-1>) and RFC 8446 section 4.4.2 (a
+    request context first, and extensions after each certificate).
+    """
     r = Reader(body)
     if tls13:
         r.vec(1)  # certificate_request_context
     certs = r.sub(3)
     ders = []
     while certs.left():
-        ders.append(certs.vec(3))
+        ders.append(bytes(certs.vec(3)))
         if tls13:
             certs.vec(2)  # per-certificate extensions
+    return ders
+
+
+def certificate(body: bytes, tls13: bool) -> dict[str, Any]:
+    ders = certificate_list(body, tls13)
     out: dict[str, Any] = {}
     if ders:
         out.update(_cert_fields(ders[0]))

@@ -336,7 +336,9 @@ class TLSDecoder:
             self.info.alpn = fields["alpn"]
         elif name in ("Finished", "KeyUpdate") and self.tls13:
             side.switch = True
-        self._emit(side, seg, rtype, name, fields, decrypted, decrypted, length)
+        # A Certificate keeps its body: Connection.certificates() hands out the DER chain.
+        data = body if name == "Certificate" else b""
+        self._emit(side, seg, rtype, name, fields, decrypted, decrypted, length, data)
 
     def _emit(
         self,
