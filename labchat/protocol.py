@@ -26,6 +26,7 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "LineReader",
+    "FrameEvent",
     "Line",
     "LineTooLong",
     "BadEncoding",
@@ -135,6 +136,7 @@ class BadEncoding:
     raw: bytes
 
 
+#: What `LineReader.feed` returns for each line.
 FrameEvent = Line | LineTooLong | BadEncoding
 
 

@@ -8,9 +8,11 @@ How the pieces fit (docs/architecture.md has the picture):
   OpenSSL objects are not thread-safe (CPython gh-151508, gh-143756), so other threads never
   touch an SSL socket; they append encoded lines to the session's bounded `Outbox` and wake
   the owner through a socketpair.
-* The `Room` holds one lock. Accepting a SAY, numbering it and putting it into every member's
-  outbox happens under that lock, which is what gives every member the same total order.
-* Protocol rules live in `labchat.protocol`; credentials are checked by `labchat.auth`.
+* The `Room` (labchat.room) holds one lock. Accepting a SAY, numbering it and putting it into
+  every member's outbox happens under that lock, which gives every member the same total order.
+* What each line means lives elsewhere, without I/O: the wire format in `labchat.protocol`, the
+  command rules in `labchat.commands`, credentials in `labchat.auth`. A session only moves
+  bytes, keeps the time, and hands each framed line to `Commands.handle_frame`.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from pathlib import Path
 from . import protocol as p
 from .auth import Authenticator, UserStore
 from .certs import lab_cert_paths
+from .commands import Commands
+from .room import Room
 from .tls import server_context
 
-__all__ = ["Limits", "Server", "Room", "Session", "DEFAULT_PORT", "DEFAULT_USERS"]
+__all__ = ["DEFAULT_PORT", "DEFAULT_USERS", "Limits", "Room", "Server", "Session", "SessionTimers"]
 
 log = logging.getLogger("labchat.server")
 
@@ -77,6 +81,53 @@ class Limits:
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+class SessionTimers:
+    """The four deadlines of a session's loop, worked out in one place.
+
+    * login: `login_timeout` after the connection started, until a LOGIN succeeds;
+    * line: `line_timeout` after a line was started, until it is finished;
+    * idle: `idle_timeout` after the last input, when the server sends PING;
+    * ping: `ping_timeout` after that PING, unless some input arrived.
+
+    Args:
+        limits: The server's limits.
+        start: When the connection started (monotonic seconds).
+    """
+
+    def __init__(self, limits: Limits, start: float) -> None:
+        self.limits = limits
+        self.connected = start
+        self.last_input = start
+        self.line_started: float | None = None
+        self.ping_sent: float | None = None
+
+    def next(self, *, logged_in: bool) -> tuple[float, str]:
+        """The earliest deadline and its name: ``"login"``, ``"line"``, ``"idle"``, ``"ping"``."""
+        limits = self.limits
+        deadlines = []
+        if not logged_in:
+            deadlines.append((self.connected + limits.login_timeout, "login"))
+        if self.line_started is not None:
+            deadlines.append((self.line_started + limits.line_timeout, "line"))
+        if self.ping_sent is None:
+            deadlines.append((self.last_input + limits.idle_timeout, "idle"))
+        else:
+            deadlines.append((self.ping_sent + limits.ping_timeout, "ping"))
+        return min(deadlines)
+
+    def input(self, now: float, *, in_line: bool) -> None:
+        """Bytes arrived: the client is alive; *in_line*: a line is still unfinished."""
+        self.last_input, self.ping_sent = now, None
+        self.line_started = (self.line_started or now) if in_line else None
+
+    def hold(self, now: float) -> None:
+        """Flood control is holding lines back, so the server is the one not reading: the
+        idle and line timers must not run against the client meanwhile."""
+        self.last_input = now
+        if self.line_started is not None:
+            self.line_started = now
 
 
 class Outbox:
@@ -129,80 +180,6 @@ class TokenBucket:
     def wait_time(self, now: float) -> float:
         self._refill(now)
         return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.rate
-
-
-class Room:
-    """The one chat room. Its lock makes every member see the same order of messages."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._members: dict[str, Session] = {}
-        self._everyone: tuple[Session, ...] = ()  # _members' values, rebuilt on join/leave
-        self.accepted = 0  # SAY lines accepted so far (the room's sequence number)
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return sorted(self._members)
-
-    def join(self, session: Session, user: str) -> bool:
-        """Add *session* as *user*; False if that name is already in the room.
-
-        The `OK <user>` reply is queued under the room lock, so the newcomer sees it before
-        any room message accepted after it joined.
-        """
-        with self._lock:
-            if user in self._members:
-                return False
-            self._members[user] = session
-            self._everyone = tuple(self._members.values())
-            session.user = user
-            session.queue(p.encode(p.Ok(user)))
-            members = self._fan_out(p.encode(p.Join(user)), skip=session)
-        _wake_all(members)
-        return True
-
-    def leave(self, session: Session) -> None:
-        with self._lock:
-            user = session.user
-            if user is None or self._members.get(user) is not session:
-                return
-            del self._members[user]
-            self._everyone = tuple(self._members.values())
-            members = self._fan_out(p.encode(p.Leave(user)))
-        _wake_all(members)
-
-    def say(self, session: Session, text: str) -> None:
-        data = p.encode(p.Msg(session.user or "?", text))
-        with self._lock:
-            self.accepted += 1
-            members = self._fan_out(data)
-        _wake_all(members)
-
-    def tell(self, sender: Session, user: str, text: str) -> bool:
-        data = p.encode(p.Priv(sender.user or "?", text))
-        with self._lock:
-            target = self._members.get(user)
-            if target is None:
-                return False
-            target.queue(data)
-        target.wake()
-        return True
-
-    def _fan_out(self, data: bytes, skip: Session | None = None) -> tuple[Session, ...]:
-        # Called with the lock held: only queue here, and let the caller wake the members
-        # after releasing the lock. Each wake-up is a send() that releases the GIL, and a
-        # member woken while the lock was held would take the GIL and keep the room (every
-        # other sender) waiting; the order lives in the outboxes, so waking later is safe.
-        members = self._everyone
-        for member in members:
-            if member is not skip:
-                member.queue(data)
-        return members
-
-
-def _wake_all(members: tuple[Session, ...]) -> None:
-    for member in members:
-        member.wake()
 
 
 class _Waiter:
@@ -280,7 +257,7 @@ class Session:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._wake_pending = False  # a wake-up byte is in the pipe (see _wake)
+        self._wake_pending = False  # a wake-up byte is in the pipe (see wake)
         self._stop: str | None = None  # set from other threads: why this session must end
         self._slow = False
         self._handshaking = True
@@ -290,13 +267,9 @@ class Session:
 
     # -- called from other threads ---------------------------------------------------------
 
-    def deliver(self, data: bytes) -> None:
-        """Queue *data* for this client and wake its thread. Never blocks."""
-        self.queue(data)
-        self.wake()
-
     def queue(self, data: bytes) -> None:
-        """Queue *data* without waking the thread; the caller calls `wake()` afterwards."""
+        """Queue *data* without waking the thread (the room calls `wake()` afterwards; the
+        session's own replies need no wake-up, its thread writes them next)."""
         if self._slow:
             return
         if not self.outbox.put(data):
@@ -305,13 +278,23 @@ class Session:
             self._slow = True
 
     def wake(self) -> None:
-        """Wake the session's thread to flush its outbox (after `queue()`). Never blocks."""
-        self._wake()
+        """Make the session's thread flush its outbox soon (after `queue()`). Never blocks."""
+        # One wake-up byte is enough until the owner drains it: skipping the send() when one
+        # is already pending saves a system call (and a GIL hand-off) per queued line while
+        # the room fans out to busy members. Callers queue *before* calling wake(); the owner
+        # clears the flag after draining the pipe and before taking the outbox (_drain_wake).
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already awake-pending (pipe full) or closing
 
     def request_stop(self, reason: str) -> None:
         """Ask the session to say BYE and close (server shutdown)."""
         self._stop = reason
-        self._wake()
+        self.wake()
 
     def interrupt(self) -> None:
         """Break a thread stuck in a handshake or blocking read. Only shuts the raw fd down:
@@ -321,18 +304,17 @@ class Session:
         except OSError:
             pass
 
-    def _wake(self) -> None:
-        # One wake-up byte is enough until the owner drains it: skipping the send() when one
-        # is already pending saves a system call (and a GIL hand-off) per queued line while
-        # the room fans out to busy members. Callers queue *before* calling _wake(); the owner
-        # clears the flag after draining the pipe and before taking the outbox (_drain_wake).
-        if self._wake_pending:
-            return
-        self._wake_pending = True
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # already awake-pending (pipe full) or closing
+    # -- what the commands need (labchat.commands.Caller) ----------------------------------
+
+    @property
+    def source(self) -> str:
+        """The client's address: what login throttling counts."""
+        return str(self.peer[0])
+
+    def label(self) -> str:
+        """``user@host:port`` once logged in, ``host:port`` before: for log lines."""
+        where = f"{self.peer[0]}:{self.peer[1]}"
+        return f"{self.user}@{where}" if self.user else where
 
     # -- the session thread ----------------------------------------------------------------
 
@@ -359,14 +341,10 @@ class Session:
         except OSError as exc:
             reason = f"connection error: {exc.strerror or exc}"
         except Exception:  # a bug must not take the server down with it
-            log.exception("session %s crashed", self._who())
+            log.exception("session %s crashed", self.label())
             reason = "internal error"
         finally:
             self._finish(reason)
-
-    def _who(self) -> str:
-        where = f"{self.peer[0]}:{self.peer[1]}"
-        return f"{self.user}@{where}" if self.user else where
 
     def _handshake(self) -> None:
         self.raw.settimeout(self.limits.handshake_timeout)
@@ -389,7 +367,7 @@ class Session:
             # logs connect, login and disconnect (three lines, not four; each one is a
             # LogRecord, a formatted time and a write() on the handshake's critical path).
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s TLS handshake done: %s", self._who(), self.tls_summary())
+                log.debug("%s TLS handshake done: %s", self.label(), self.tls_summary())
 
     def tls_summary(self) -> str:
         """``"TLSv1.3 TLS_AES_256_GCM_SHA384"`` after the handshake; "plaintext" without TLS."""
@@ -402,10 +380,8 @@ class Session:
         limits = self.limits
         reader = p.LineReader()
         bucket = TokenBucket(limits.flood_burst, limits.flood_rate)
-        pending: deque[p.Line | p.LineTooLong | p.BadEncoding] = deque()
-        connected = last_input = time.monotonic()
-        line_started: float | None = None
-        ping_sent: float | None = None
+        pending: deque[p.FrameEvent] = deque()
+        timers = SessionTimers(limits, time.monotonic())
         waiter = _Waiter(self._wake_r, self.sock)
         is_tls = isinstance(self.sock, ssl.SSLSocket)
 
@@ -421,32 +397,17 @@ class Session:
             self._flush()
 
             # Lines already read but held back by flood control go first.
-            while pending and bucket.take(now):
-                self._handle(pending.popleft())
-                # Write replies as they come: the echoes of a burst must not fill our own
-                # outbox and get a client that reads everything dropped as a slow consumer.
-                self._flush()
+            self._handle_pending(pending, bucket, now)
             if pending:
                 # We do not read while lines are held back, so the rest of a partial line
                 # cannot arrive and a PONG cannot be seen: the line and idle timers wait too.
                 # Otherwise a paste of a few hundred lines ends in "ERR timeout".
-                last_input = now
-                if line_started is not None:
-                    line_started = now
+                timers.hold(now)
 
-            # Deadlines: the earliest one decides how long select may sleep.
-            deadlines = []
-            if self.user is None:
-                deadlines.append(connected + limits.login_timeout)
-            if line_started is not None:
-                deadlines.append(line_started + limits.line_timeout)
-            if ping_sent is None:
-                deadlines.append(last_input + limits.idle_timeout)
-            else:
-                deadlines.append(ping_sent + limits.ping_timeout)
-            if pending:
-                deadlines.append(now + bucket.wait_time(now))
-            wait = max(0.0, min(deadlines) - now)
+            # The earliest deadline decides how long poll() may sleep.
+            due, what = timers.next(logged_in=self.user is not None)
+            wake_at = min(due, now + bucket.wait_time(now)) if pending else due
+            wait = max(0.0, wake_at - now)
 
             # While lines are held back we stop reading: the client's own TCP window fills,
             # and nobody else waits for it.
@@ -464,25 +425,37 @@ class Session:
                     continue  # a TLS record still arriving
                 if not data:
                     raise _Closing("peer closed the connection")
-                last_input, ping_sent = now, None
-                for event in reader.feed(data):
-                    pending.append(event)
-                line_started = (line_started or now) if reader.in_line else None
-                while pending and bucket.take(now):
-                    self._handle(pending.popleft())
-                    self._flush()
+                pending.extend(reader.feed(data))
+                timers.input(now, in_line=reader.in_line)
+                self._handle_pending(pending, bucket, now)
                 continue
 
-            # Nothing to read: check which deadline passed.
-            if self.user is None and now >= connected + limits.login_timeout:
+            # Nothing to read: the earliest deadline may have passed. (Several at once are
+            # handled one per turn, earliest first.)
+            if now < due:
+                continue
+            if what == "login":
                 raise _Closing("login timeout", p.Err("timeout", "no LOGIN in time"))
-            if line_started is not None and now >= line_started + limits.line_timeout:
+            if what == "line":
                 raise _Closing("line timeout", p.Err("timeout", "line not finished in time"))
-            if ping_sent is None and now >= last_input + limits.idle_timeout:
-                ping_sent = now
-                self._write(p.encode(p.Ping(secrets.token_hex(4))))
-            elif ping_sent is not None and now >= ping_sent + limits.ping_timeout:
+            if what == "ping":
                 raise _Closing("idle timeout", p.Err("timeout", "no answer to PING"))
+            timers.ping_sent = now  # "idle": ask whether the client is still there
+            self._write(p.encode(p.Ping(secrets.token_hex(4))))
+
+    def _handle_pending(
+        self,
+        pending: deque[p.FrameEvent],
+        bucket: TokenBucket,
+        now: float,
+    ) -> None:
+        while pending and bucket.take(now):
+            hangup = self.server.commands.handle_frame(self, pending.popleft(), self._reply)
+            if hangup is not None:
+                raise _Closing(hangup.reason, hangup.farewell)
+            # Write replies as they come: the echoes of a burst must not fill our own
+            # outbox and get a client that reads everything dropped as a slow consumer.
+            self._flush()
 
     def _read(self) -> bytes | None:
         # Non-blocking: if only part of a TLS record has arrived, come back to the loop (and
@@ -492,23 +465,10 @@ class Session:
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
             return None
 
-    def _handle(self, event: p.Line | p.LineTooLong | p.BadEncoding) -> None:
-        if isinstance(event, p.LineTooLong):
-            self._reply(p.Err("too-long", f"lines are limited to {event.limit} bytes"))
-            return
-        if isinstance(event, p.BadEncoding):
-            self._reply(p.Err("encoding", "lines must be UTF-8"))
-            return
-        try:
-            command = p.parse_command(event.text)
-        except p.RemoteProtocolError as exc:
-            log.info("%s %s: %s", self._who(), exc.code, exc.text)
-            self._reply(p.Err(exc.code, exc.text))
-            return
-        self.server.dispatch(self, command)
-
     def _reply(self, message: p.ServerMessage) -> None:
-        self.deliver(p.encode(message))
+        # Replies to our own commands only go into the outbox: this thread writes it as soon
+        # as the command is handled, so waking ourselves would be a wasted system call.
+        self.queue(p.encode(message))
 
     def _flush(self) -> None:
         data = self.outbox.take()
@@ -566,7 +526,7 @@ class Session:
 
     def _finish(self, reason: str) -> None:
         self.server.room.leave(self)
-        log.info("%s disconnected: %s", self._who(), reason)
+        log.info("%s disconnected: %s", self.label(), reason)
         if isinstance(self.sock, ssl.SSLSocket) and not self._handshaking:
             # Send close_notify before the FIN (RFC 8446 section 6.1), so the client can tell
             # the end of the conversation from a truncation: without it OpenSSL 3 peers (e.g.
@@ -592,10 +552,6 @@ class Session:
         """Release the sockets of a session whose thread never started."""
         for s in (self.raw, self._wake_r, self._wake_w):
             s.close()
-
-    def quit(self) -> None:
-        """Handle QUIT: say BYE, then close (this runs in the session's own thread)."""
-        raise _Closing("quit", p.Bye("see you"))
 
 
 class Server:
@@ -668,6 +624,7 @@ class Server:
             store = users if isinstance(users, UserStore) else UserStore(users)
             self.auth = Authenticator(store)
         self.room = Room()
+        self.commands = Commands(self.room, self.auth)
         self.hello = p.encode(p.Hello(f"welcome to labchat on {self.describe()}"))
         self._host, self._port = host, port
         self._listener: socket.socket | None = None
@@ -714,12 +671,6 @@ class Server:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def serve_forever(self) -> None:
-        """Block until close() is called from another thread or a signal handler."""
-        if self._listener is None:
-            self.start()
-        self._closing.wait()
 
     def close(self, reason: str = "server shutting down") -> None:
         """Say BYE to every client, close every socket and join every thread."""
@@ -835,55 +786,3 @@ class Server:
     def _forget(self, session: Session) -> None:
         with self._sessions_lock:
             self._sessions.discard(session)
-
-    # -- commands --------------------------------------------------------------------------
-
-    def dispatch(self, session: Session, command: p.Command) -> None:
-        """Carry out one client command. Runs in *session*'s own thread."""
-        reply = session._reply
-        match command:
-            case p.Ping(token):
-                reply(p.Pong(token))
-            case p.Pong():
-                pass  # answering our idle PING; the input itself reset the timer
-            case p.Quit():
-                session.quit()
-            case p.Login(user, password):
-                self._login(session, user, password)
-            case _ if session.user is None:
-                reply(p.Err("not-logged-in", "LOGIN <user> <password> first"))
-            case p.Say(text):
-                self.room.say(session, text)
-            case p.Tell(user, text):
-                if self.room.tell(session, user, text):
-                    reply(p.Ok())
-                else:
-                    reply(p.Err("no-such-user", f"{user} is not logged in"))
-            case p.Who():
-                reply(p.Users(tuple(self.room.names())))
-
-    def _login(self, session: Session, user: str, password: str) -> None:
-        reply = session._reply
-        if session.user is not None:
-            reply(p.Err("syntax", f"already logged in as {session.user}"))
-            return
-        source = str(session.peer[0])
-        if not p.valid_username(user):
-            # Same reply as a wrong password: names are not confirmed or denied.
-            outcome = self.auth.login("", password, source)
-        else:
-            outcome = self.auth.login(user, password, source)
-        if outcome.throttled:
-            log.warning("login throttled for %r from %s", user[:32], source)
-            reply(
-                p.Err("throttled", f"too many failed logins; retry in {outcome.retry_after:.0f} s")
-            )
-            return
-        if not outcome.ok:
-            log.warning("login failed for %r from %s", user[:32], source)
-            reply(p.Err("auth", "invalid user name or password"))
-            return
-        if not self.room.join(session, user):
-            reply(p.Err("auth", f"{user} is already logged in on another connection"))
-            return
-        log.info("%s logged in (%s)", session._who(), session.tls_summary())

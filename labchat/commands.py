@@ -1,0 +1,153 @@
+"""What the server does with each client line: the command rules, without any I/O.
+
+`Commands` takes the `Room`, the `Authenticator` and, per call, the member that sent the line
+and a `reply` callback. It never touches a socket: the server's session thread passes its own
+outbox as the reply callback and writes the outbox once the line is handled, and the tests
+(tests/test_commands.py) pass a list. What a command does to *other* members goes through the
+room, which queues their lines and wakes their threads.
+
+A line comes in as a framing event from `labchat.protocol.LineReader`; `handle_frame` turns
+it into a command (or an `ERR`), and `handle` carries the command out. QUIT is not carried
+out here: `handle` returns a `Hangup`, and the caller says goodbye and closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import protocol as p
+from .auth import Authenticator
+from .room import Member, Room
+
+__all__ = ["Caller", "Commands", "Hangup", "Reply"]
+
+log = logging.getLogger("labchat.server")
+
+#: How a command answers its own sender: called with each reply, in order.
+Reply = Callable[[p.ServerMessage], None]
+
+
+class Caller(Member, Protocol):
+    """The member a line came from: a room member that also knows where it connects from."""
+
+    @property
+    def source(self) -> str:
+        """The client's address, as login throttling counts it."""
+
+    def label(self) -> str:
+        """``user@host:port`` (or ``host:port`` before login), for log lines."""
+
+    def tls_summary(self) -> str:
+        """``"TLSv1.3 TLS_AES_256_GCM_SHA384"``, or ``"plaintext"``, for the login log line."""
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """Returned by `Commands.handle` when the connection must end.
+
+    Attributes:
+        reason: Why, for the server's log.
+        farewell: The last line to send before closing (None: close without a word).
+    """
+
+    reason: str
+    farewell: p.ServerMessage | None = None
+
+
+class Commands:
+    """The labchat/1 command rules for one room.
+
+    Args:
+        room: The room the commands act on.
+        auth: Decides LOGIN attempts (it throttles and hashes; it may block for a while).
+    """
+
+    def __init__(self, room: Room, auth: Authenticator) -> None:
+        self.room = room
+        self.auth = auth
+
+    def handle_frame(self, caller: Caller, event: p.FrameEvent, reply: Reply) -> Hangup | None:
+        """Handle one framed line: parse it, then carry it out or answer with `ERR`.
+
+        Args:
+            caller: Who sent the line.
+            event: What `LineReader.feed` made of it.
+            reply: Receives every reply to *caller*, in order.
+
+        Returns:
+            A `Hangup` if the connection must end now, else None.
+        """
+        if isinstance(event, p.LineTooLong):
+            reply(p.Err("too-long", f"lines are limited to {event.limit} bytes"))
+            return None
+        if isinstance(event, p.BadEncoding):
+            reply(p.Err("encoding", "lines must be UTF-8"))
+            return None
+        try:
+            command = p.parse_command(event.text)
+        except p.RemoteProtocolError as exc:
+            log.info("%s %s: %s", caller.label(), exc.code, exc.text)
+            reply(p.Err(exc.code, exc.text))
+            return None
+        return self.handle(caller, command, reply)
+
+    def handle(self, caller: Caller, command: p.Command, reply: Reply) -> Hangup | None:
+        """Carry out one parsed command for *caller*.
+
+        Args:
+            caller: Who sent the command.
+            command: The parsed command.
+            reply: Receives every reply to *caller*, in order.
+
+        Returns:
+            A `Hangup` if the connection must end now (QUIT), else None.
+        """
+        match command:
+            case p.Ping(token):
+                reply(p.Pong(token))
+            case p.Pong():
+                pass  # answering our idle PING; the input itself reset the timer
+            case p.Quit():
+                return Hangup("quit", p.Bye("see you"))
+            case p.Login(user, password):
+                self._login(caller, user, password, reply)
+            case _ if caller.user is None:
+                reply(p.Err("not-logged-in", "LOGIN <user> <password> first"))
+            case p.Say(text):
+                self.room.say(caller, text)
+            case p.Tell(user, text):
+                if self.room.tell(caller, user, text):
+                    reply(p.Ok())
+                else:
+                    reply(p.Err("no-such-user", f"{user} is not logged in"))
+            case p.Who():
+                reply(p.Users(tuple(self.room.names())))
+        return None
+
+    def _login(self, caller: Caller, user: str, password: str, reply: Reply) -> None:
+        if caller.user is not None:
+            reply(p.Err("syntax", f"already logged in as {caller.user}"))
+            return
+        source = caller.source
+        if not p.valid_username(user):
+            # Same reply as a wrong password: names are not confirmed or denied.
+            outcome = self.auth.login("", password, source)
+        else:
+            outcome = self.auth.login(user, password, source)
+        if outcome.throttled:
+            log.warning("login throttled for %r from %s", user[:32], source)
+            reply(
+                p.Err("throttled", f"too many failed logins; retry in {outcome.retry_after:.0f} s")
+            )
+            return
+        if not outcome.ok:
+            log.warning("login failed for %r from %s", user[:32], source)
+            reply(p.Err("auth", "invalid user name or password"))
+            return
+        if not self.room.join(caller, user):
+            reply(p.Err("auth", f"{user} is already logged in on another connection"))
+            return
+        log.info("%s logged in (%s)", caller.label(), caller.tls_summary())

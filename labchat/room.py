@@ -1,0 +1,115 @@
+"""The one chat room: who is in it, and the total order of what they say. No sockets.
+
+A `Room` holds its members (anything with `user`, `queue()` and `wake()`: the server's
+sessions, or plain objects in tests) and one lock. Accepting a SAY, numbering it and putting
+it into every member's outbox happens under that lock, so every member's outbox receives the
+room's lines in the same order. Members are woken after the lock is released: a wake-up is a
+system call that lets another thread take the GIL, and under the lock it would hold up every
+other sender. The member whose own command caused a line is not woken at all: its own thread
+is running and writes its outbox as soon as the command is handled.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Protocol
+
+from . import protocol as p
+
+__all__ = ["Member", "Room"]
+
+
+class Member(Protocol):
+    """What the room needs from a member. `queue` and `wake` are called from any thread."""
+
+    user: str | None
+
+    def queue(self, data: bytes) -> None:
+        """Append encoded lines to the member's outbox; never blocks, never wakes."""
+
+    def wake(self) -> None:
+        """Make the member's own thread flush its outbox soon; never blocks."""
+
+
+class Room:
+    """The one chat room. Its lock makes every member see the same order of messages."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._members: dict[str, Member] = {}
+        self._everyone: tuple[Member, ...] = ()  # _members' values, rebuilt on join/leave
+        self.accepted = 0  # SAY lines accepted so far (the room's sequence number)
+
+    def names(self) -> list[str]:
+        """The user names in the room, sorted."""
+        with self._lock:
+            return sorted(self._members)
+
+    def member(self, user: str) -> Member | None:
+        """The member logged in as *user*, or None."""
+        with self._lock:
+            return self._members.get(user)
+
+    def join(self, member: Member, user: str) -> bool:
+        """Add *member* as *user*; False if that name is already in the room.
+
+        The `OK <user>` reply is queued under the room lock, so the newcomer sees it before
+        any room message accepted after it joined.
+        """
+        with self._lock:
+            if user in self._members:
+                return False
+            self._members[user] = member
+            self._everyone = tuple(self._members.values())
+            member.user = user
+            member.queue(p.encode(p.Ok(user)))
+            woken = self._fan_out(p.encode(p.Join(user)), skip=member)
+        _wake(woken, skip=member)
+        return True
+
+    def leave(self, member: Member) -> None:
+        """Remove *member* (if it is still the one logged in under its name); tell the rest."""
+        with self._lock:
+            user = member.user
+            if user is None or self._members.get(user) is not member:
+                return
+            del self._members[user]
+            self._everyone = tuple(self._members.values())
+            woken = self._fan_out(p.encode(p.Leave(user)))
+        _wake(woken)
+
+    def say(self, member: Member, text: str) -> None:
+        """Relay `MSG <user> <text>` to every member, *member* included, in the room's order."""
+        data = p.encode(p.Msg(member.user or "?", text))
+        with self._lock:
+            self.accepted += 1
+            woken = self._fan_out(data)
+        _wake(woken, skip=member)
+
+    def tell(self, sender: Member, user: str, text: str) -> bool:
+        """Queue `PRIV <sender> <text>` for *user*; False if *user* is not in the room."""
+        data = p.encode(p.Priv(sender.user or "?", text))
+        with self._lock:
+            target = self._members.get(user)
+            if target is None:
+                return False
+            target.queue(data)
+        if target is not sender:
+            target.wake()
+        return True
+
+    def _fan_out(self, data: bytes, skip: Member | None = None) -> tuple[Member, ...]:
+        # Called with the lock held: only queue here, and let the caller wake the members
+        # after releasing the lock (the order lives in the outboxes, so waking later is safe).
+        members = self._everyone
+        for member in members:
+            if member is not skip:
+                member.queue(data)
+        return members
+
+
+def _wake(members: Iterable[Member], skip: Member | None = None) -> None:
+    for member in members:
+        if member is not skip:
+            member.wake()

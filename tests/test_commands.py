@@ -1,0 +1,231 @@
+"""The server's command rules (labchat.commands, labchat.room) without a single socket.
+
+Members are plain objects that record what the room queued for them and how often it woke
+them; replies go to a list. The same rules run in the server (tests/test_server.py drives
+them over real sockets).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labchat import protocol as p
+from labchat.auth import Authenticator, LoginThrottle, UserStore
+from labchat.commands import Commands, Hangup
+from labchat.room import Room
+from labchat.server import Limits, SessionTimers
+
+PASSWORD = "correct horse"
+FAST_HASH = {"n": 2**4, "r": 1, "p": 1}  # the rules are under test, not scrypt
+
+
+class FakeMember:
+    """A room member that keeps its queued lines as parsed server messages."""
+
+    def __init__(self, source: str = "127.0.0.1", port: int = 40000) -> None:
+        self.user: str | None = None
+        self.source = source
+        self.port = port
+        self.received: list[p.ServerMessage] = []
+        self.wakes = 0
+
+    def queue(self, data: bytes) -> None:
+        for line in data.decode("utf-8").splitlines():
+            self.received.append(p.parse_server_line(line))
+
+    def wake(self) -> None:
+        self.wakes += 1
+
+    def label(self) -> str:
+        return f"{self.user or '-'}@{self.source}:{self.port}"
+
+    def tls_summary(self) -> str:
+        return "plaintext"
+
+    def take(self) -> list[p.ServerMessage]:
+        got, self.received = self.received, []
+        return got
+
+
+class Harness:
+    """A room, its commands and an authenticator over a users file, with a fake clock."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.now = 1000.0
+        store = UserStore(tmp / "users.json", **FAST_HASH)
+        for name in ("alice", "bob", "carol"):
+            store.add(name, PASSWORD)
+        self.throttle = LoginThrottle(clock=lambda: self.now)
+        self.room = Room()
+        self.commands = Commands(self.room, Authenticator(store, throttle=self.throttle))
+
+    def run(self, member: FakeMember, command: p.Command) -> tuple[list, Hangup | None]:
+        """Handle *command*; return (replies, hangup). Replies go into the member's own
+        outbox in the server; here they are collected separately to tell them apart."""
+        replies: list[p.ServerMessage] = []
+        hangup = self.commands.handle(member, command, replies.append)
+        return replies, hangup
+
+    def line(self, member: FakeMember, raw: bytes) -> list[p.ServerMessage]:
+        replies: list[p.ServerMessage] = []
+        for event in p.LineReader().feed(raw):
+            assert self.commands.handle_frame(member, event, replies.append) is None
+        return replies
+
+    def login(self, user: str, source: str = "127.0.0.1") -> FakeMember:
+        member = FakeMember(source)
+        replies, hangup = self.run(member, p.Login(user, PASSWORD))
+        assert (replies, hangup) == ([], None)
+        assert member.take() == [p.Ok(user)]  # queued by the room, under its lock
+        return member
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    return Harness(tmp_path)
+
+
+# --------------------------------------------------------------------------- login
+
+
+def test_Commands_login_joins_the_room_and_tells_the_others(h: Harness) -> None:
+    alice = h.login("alice")
+    bob = FakeMember()
+    h.run(bob, p.Login("bob", PASSWORD))
+    assert bob.user == "bob"
+    assert bob.take() == [p.Ok("bob")]
+    assert alice.take() == [p.Join("bob")]
+    # The newcomer's own thread writes its OK: only the others are woken.
+    assert (alice.wakes, bob.wakes) == (1, 0)
+    assert h.room.names() == ["alice", "bob"]
+
+
+@pytest.mark.parametrize(
+    "user, password",
+    [("alice", "wrong password"), ("mallory", PASSWORD), ("bad/name", PASSWORD)],
+    ids=["wrong-password", "unknown-user", "invalid-name"],
+)
+def test_Commands_failed_logins_look_identical(h: Harness, user: str, password: str) -> None:
+    member = FakeMember()
+    replies, _ = h.run(member, p.Login(user, password))
+    assert replies == [p.Err("auth", "invalid user name or password")]
+    assert member.user is None and member.received == []
+
+
+def test_Commands_login_twice_on_one_connection(h: Harness) -> None:
+    alice = h.login("alice")
+    replies, _ = h.run(alice, p.Login("bob", PASSWORD))
+    assert replies == [p.Err("syntax", "already logged in as alice")]
+
+
+def test_Commands_throttled_login_is_refused_without_a_check(h: Harness) -> None:
+    member = FakeMember()
+    for _ in range(5):
+        h.run(member, p.Login("alice", "wrong password"))
+    replies, _ = h.run(member, p.Login("alice", PASSWORD))
+    assert replies == [p.Err("throttled", "too many failed logins; retry in 30 s")]
+    h.now += 31
+    replies, _ = h.run(member, p.Login("alice", PASSWORD))
+    assert replies == [] and member.user == "alice"
+
+
+# --------------------------------------------------------------------------- room commands
+
+
+def test_Commands_need_a_login_first(h: Harness) -> None:
+    member = FakeMember()
+    for command in (p.Say("hi"), p.Tell("bob", "hi"), p.Who()):
+        replies, _ = h.run(member, command)
+        assert replies == [p.Err("not-logged-in", "LOGIN <user> <password> first")]
+    assert h.run(member, p.Ping("x")) == ([p.Pong("x")], None)
+    assert h.run(member, p.Pong("x")) == ([], None)
+
+
+def test_Commands_say_reaches_everyone_in_one_order(h: Harness) -> None:
+    alice, bob = h.login("alice"), h.login("bob")
+    alice.take()
+    alice.wakes = bob.wakes = 0
+    for i in range(3):
+        h.run(alice, p.Say(f"line {i}"))
+        h.run(bob, p.Say(f"reply {i}"))
+    expected = [
+        p.Msg(user, f"{what} {i}")
+        for i in range(3)
+        for user, what in (("alice", "line"), ("bob", "reply"))
+    ]
+    assert alice.take() == expected
+    assert bob.take() == expected
+    assert h.room.accepted == 6
+    # Nobody is woken for its own line: 3 wake-ups each, all for the other's lines.
+    assert (alice.wakes, bob.wakes) == (3, 3)
+
+
+def test_Commands_tell_and_who(h: Harness) -> None:
+    alice, bob = h.login("alice"), h.login("bob")
+    alice.take()
+    assert h.run(alice, p.Tell("bob", "psst")) == ([p.Ok()], None)
+    assert bob.take() == [p.Priv("alice", "psst")]
+    assert alice.take() == []
+    replies, _ = h.run(alice, p.Tell("carol", "hello?"))
+    assert replies == [p.Err("no-such-user", "carol is not logged in")]
+    assert h.run(bob, p.Who()) == ([p.Users(("alice", "bob"))], None)
+
+
+def test_Commands_quit_hangs_up_with_bye(h: Harness) -> None:
+    alice = h.login("alice")
+    assert h.run(alice, p.Quit()) == ([], Hangup("quit", p.Bye("see you")))
+
+
+def test_Commands_leave_tells_the_others(h: Harness) -> None:
+    alice, bob = h.login("alice"), h.login("bob")
+    alice.take()
+    h.room.leave(bob)
+    assert alice.take() == [p.Leave("bob")]
+    h.room.leave(bob)  # twice is harmless
+    assert alice.take() == [] and h.room.names() == ["alice"]
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def test_Commands_handle_frame_answers_bad_lines(h: Harness) -> None:
+    member = FakeMember()
+    too_long = b"SAY " + b"x" * p.MAX_LINE_BYTES + b"\n"
+    assert h.line(member, too_long) == [
+        p.Err("too-long", f"lines are limited to {p.MAX_LINE_BYTES} bytes")
+    ]
+    assert h.line(member, b"SAY caf\xe9\n") == [p.Err("encoding", "lines must be UTF-8")]
+    assert h.line(member, b"FROB\n") == [
+        p.Err("unknown-command", "'FROB' is not a labchat/1 command")
+    ]
+    assert h.line(member, b"ping 7\r\n") == [p.Pong("7")]
+
+
+# --------------------------------------------------------------------------- the loop's timers
+
+
+def test_SessionTimers_earliest_deadline_first() -> None:
+    limits = Limits(login_timeout=30, idle_timeout=300, ping_timeout=20, line_timeout=10)
+    timers = SessionTimers(limits, start=100.0)
+    assert timers.next(logged_in=False) == (130.0, "login")
+    assert timers.next(logged_in=True) == (400.0, "idle")
+    timers.input(105.0, in_line=True)  # half a line arrived
+    assert timers.next(logged_in=True) == (115.0, "line")
+    timers.input(108.0, in_line=True)  # more of the same line: its clock keeps running
+    assert timers.next(logged_in=True) == (115.0, "line")
+    timers.input(109.0, in_line=False)
+    assert timers.next(logged_in=True) == (409.0, "idle")
+    timers.ping_sent = 409.0
+    assert timers.next(logged_in=True) == (429.0, "ping")
+    timers.input(410.0, in_line=False)  # any input answers the PING
+    assert timers.next(logged_in=True) == (710.0, "idle")
+
+
+def test_SessionTimers_hold_pauses_line_and_idle() -> None:
+    timers = SessionTimers(Limits(line_timeout=10, idle_timeout=300), start=0.0)
+    timers.input(1.0, in_line=True)
+    timers.hold(50.0)  # flood control held lines back until now: not the client's fault
+    assert timers.next(logged_in=True) == (60.0, "line")
+    assert timers.last_input == 50.0
