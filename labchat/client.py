@@ -63,6 +63,9 @@ class Client:
         insecure: Skip certificate and hostname verification (warns; see docs/security.md).
         certfile, keyfile: Client certificate for mutual TLS.
         timeout: Seconds for connecting, the handshake and each request.
+        source_address: ``(host, port)`` to connect from, as in
+            `socket.create_connection` (e.g. ``("127.0.0.7", 0)``: on Linux every 127.0.0.0/8
+            address is the loopback, so one machine can play many students).
 
     Raises:
         ssl.SSLCertVerificationError: the server's certificate is not trusted or names
@@ -84,6 +87,7 @@ class Client:
         certfile: str | os.PathLike | None = None,
         keyfile: str | os.PathLike | None = None,
         timeout: float = 10.0,
+        source_address: tuple[str, int] | None = None,
     ) -> None:
         self.timeout = timeout
         self.user: str | None = None
@@ -91,7 +95,7 @@ class Client:
         self._reader = p.LineReader(p.MAX_SERVER_LINE_BYTES)
         self._frames: deque[p.Line | p.LineTooLong | p.BadEncoding] = deque()
         self._closed = False
-        raw = socket.create_connection((host, port), timeout=timeout)
+        raw = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
         try:
             if tls:
                 ctx = client_context(
