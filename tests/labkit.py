@@ -9,9 +9,12 @@ can have an address of its own (`source_address=`), as students on one LAN would
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +36,7 @@ __all__ = [
     "PASSWORD",
     "USERS",
     "Lab",
+    "Served",
     "assert_room_works",
     "client_hello_bytes",
     "lines",
@@ -72,6 +76,14 @@ FAST_LIMITS = {
 # --------------------------------------------------------------------------- helpers
 
 
+class Served:
+    """A `labchat serve` process: where it listens, and its log file."""
+
+    def __init__(self, address: tuple[str, int], log: Path) -> None:
+        self.address = address
+        self.log = log
+
+
 class Lab:
     """Certificates, a users file and a way to start servers, all in one temporary folder."""
 
@@ -95,13 +107,38 @@ class Lab:
         with server:
             yield server
 
-    def client(self, server: Server, *, src: str | None = None, **kwargs: object) -> Client:
+    @contextlib.contextmanager
+    def serve(self, *args: str) -> Iterator[Served]:
+        """`labchat serve` in a process of its own, with its defaults (pinned to one CPU,
+        as a teacher would run it) and this lab's certificates and users, plus *args*."""
+        log = self.root / f"serve-{time.monotonic_ns()}.log"
+        cmd = [sys.executable, "-m", "labchat", "serve", "--port", "0"]
+        cmd += ["--certs", str(self.certs.directory), "--users", str(self.store.path), *args]
+        with log.open("w") as err:
+            process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.match(r"listening on (\S+):(\d+) ", line)
+        try:
+            assert match, f"labchat serve did not start: {line!r} {log.read_text()!r}"
+            yield Served((match.group(1), int(match.group(2))), log)
+        finally:
+            process.terminate()
+            try:
+                process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+
+    def client(
+        self, server: Server | Served, *, src: str | None = None, **kwargs: object
+    ) -> Client:
         """A connected `Client` (not logged in), from address *src* if given."""
         host, port = server.address
         kwargs.setdefault("timeout", 5.0)
         return Client(host, port, cafile=self.ca, source_address=source(src), **kwargs)
 
-    def login(self, server: Server, user: str, *, src: str | None = None) -> Client:
+    def login(self, server: Server | Served, user: str, *, src: str | None = None) -> Client:
         """A `Client` logged in as *user*, from address *src* if given."""
         client = self.client(server, src=src)
         client.login(user, PASSWORD)
@@ -120,7 +157,7 @@ def wait_for_leave(watcher: Client, user: str, timeout: float) -> list[p.ServerM
 
 
 def assert_room_works(
-    lab: Lab, server: Server, within: float = 1.0, src: str = CHECKER_SOURCE
+    lab: Lab, server: Server | Served, within: float = 1.0, src: str = CHECKER_SOURCE
 ) -> float:
     """A legitimate client connects, logs in, chats and leaves within *within* seconds.
 
@@ -137,7 +174,8 @@ def assert_room_works(
         checker.quit()
     elapsed = time.monotonic() - start
     assert elapsed < within, f"a legitimate client needed {elapsed:.2f} s"
-    wait_until(lambda: "checker" not in server.room.names(), 2.0, "checker to leave")
+    if isinstance(server, Server):
+        wait_until(lambda: "checker" not in server.room.names(), 2.0, "checker to leave")
     return elapsed
 
 
