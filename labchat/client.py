@@ -21,7 +21,14 @@ from typing import TextIO
 from . import protocol as p
 from .tls import client_context
 
-__all__ = ["Client", "ChatError", "LoginError", "ConnectionClosed", "run_chat"]
+__all__ = [
+    "ChatError",
+    "Client",
+    "ConnectionClosed",
+    "LoginError",
+    "format_event",
+    "run_chat",
+]
 
 DEFAULT_CAFILE = os.path.join("certs", "ca.pem")
 
@@ -301,26 +308,38 @@ class Client:
 
 
 def format_event(event: p.ServerMessage) -> str:
-    """How the terminal chat shows one server event."""
+    """How the terminal chat shows one server event: one line, safe for any terminal.
+
+    Every field that came from the network goes through `labchat.protocol.escape_controls`,
+    so an escape sequence or a bidi override sent by anyone (or by an old or hostile server)
+    is shown as ``\\x1b[2J`` instead of clearing the screen.
+
+    Args:
+        event: A message from `Client.recv`.
+
+    Returns:
+        The line to print, without a newline.
+    """
+    e = p.escape_controls
     match event:
         case p.Msg(user, text):
-            return f"<{user}> {text}"
+            return f"<{e(user)}> {e(text)}"
         case p.Priv(sender, text):
-            return f"*{sender}* {text}"
+            return f"*{e(sender)}* {e(text)}"
         case p.Join(user):
-            return f"-- {user} joined"
+            return f"-- {e(user)} joined"
         case p.Leave(user):
-            return f"-- {user} left"
+            return f"-- {e(user)} left"
         case p.Users(names):
-            return "-- in the room: " + (" ".join(names) or "(nobody)")
+            return "-- in the room: " + (" ".join(e(n) for n in names) or "(nobody)")
         case p.Err(code, text):
-            return f"!! {code}: {text}"
+            return f"!! {e(code)}: {e(text)}"
         case p.Bye(text):
-            return f"-- server says bye: {text}"
+            return f"-- server says bye: {e(text)}"
         case p.Ok(detail):
-            return f"-- ok {detail}" if detail else "-- delivered"
+            return f"-- ok {e(detail)}" if detail else "-- delivered"
         case _:
-            return f"-- {event}"
+            return f"-- {event!r}"  # repr() escapes every control character itself
 
 
 def _keyboard(lines: queue.Queue, wake: socket.socket, stdin: TextIO) -> None:

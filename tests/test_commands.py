@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from labchat import protocol as p
 from labchat.auth import Authenticator, LoginThrottle, UserStore
@@ -201,6 +203,35 @@ def test_Commands_handle_frame_answers_bad_lines(h: Harness) -> None:
         p.Err("unknown-command", "'FROB' is not a labchat/1 command")
     ]
     assert h.line(member, b"ping 7\r\n") == [p.Pong("7")]
+
+
+_lines = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60).map(
+    lambda t: t.replace("\n", "")
+)
+_verbs = st.sampled_from(["SAY ", "TELL bob ", "TELL alice ", "say ", "PING ", "WHO", ""])
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(verb=_verbs, text=_lines)
+def test_Commands_no_accepted_line_relays_a_forbidden_code_point(
+    h: Harness, verb: str, text: str
+) -> None:
+    # Whatever alice sends, nothing bob (or alice) is given carries a forbidden code point;
+    # a line that holds one gets ERR encoding and nothing of it reaches anybody.
+    if h.room.member("alice") is None:
+        h.login("alice"), h.login("bob")
+    alice, bob = h.room.member("alice"), h.room.member("bob")
+    assert isinstance(alice, FakeMember) and isinstance(bob, FakeMember)
+    alice.take(), bob.take()
+    replies = h.line(alice, (verb + text).encode("utf-8", "surrogatepass") + b"\n")
+    relayed = bob.take() + alice.take()
+    for message in replies + relayed:
+        assert p.find_forbidden(p.encode(message).decode("utf-8")[:-1]) is None
+    if p.find_forbidden(verb + text) is not None:
+        assert [r.code for r in replies if isinstance(r, p.Err)] == ["encoding"]
+        assert relayed == []
 
 
 # --------------------------------------------------------------------------- the loop's timers

@@ -324,8 +324,9 @@ def test_Server_bad_input_gets_ERR_and_connection_continues(make_server, connect
         (b"FROB x\n", "unknown-command"),
         (b"\n", "syntax"),
         (b"\r\n", "syntax"),
-        (b"SAY a\rb\n", "syntax"),  # a bare CR once killed the session
-        (b"PING a\rb\n", "syntax"),
+        (b"SAY a\rb\n", "encoding"),  # a bare CR once killed the session
+        (b"PING a\rb\n", "encoding"),
+        (b"SAY \x1b[2J\n", "encoding"),  # control characters: issue 11
         (b"WHO now\n", "syntax"),
     ]
     for data, code in cases:
