@@ -351,6 +351,26 @@ class UserStore:
         with self._lock:
             return len(self._users)
 
+    def typical_params(self) -> dict[str, int]:
+        """The scrypt parameters most records in the file use (`hash_params` if none do).
+
+        A login for an unknown name is checked against a dummy record made with these, so
+        it costs what checking a real record costs on this server.
+        """
+        self.refresh()
+        counts: dict[tuple[int, int, int], int] = {}
+        with self._lock:
+            for record in self._users.values():
+                try:
+                    key = (int(record["n"]), int(record["r"]), int(record["p"]))
+                except (KeyError, TypeError, ValueError):
+                    continue
+                counts[key] = counts.get(key, 0) + 1
+        if not counts:
+            return dict(self.hash_params)
+        n, r, p = max(counts, key=lambda k: counts[k])
+        return {"n": n, "r": r, "p": p}
+
     def record(self, name: str) -> dict[str, Any] | None:
         """Return a copy of *name*'s hash record, or None if there is no such user.
 
@@ -722,7 +742,9 @@ class Authenticator:
         """A record no password matches, with the store's parameters; made once, lazily."""
         with self._dummy_lock:
             if self._dummy is None:
-                self._dummy = hash_password(secrets.token_urlsafe(32), **self.store.hash_params)
+                self._dummy = hash_password(
+                    secrets.token_urlsafe(32), **self.store.typical_params()
+                )
             return self._dummy
 
     @contextlib.contextmanager

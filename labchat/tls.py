@@ -5,6 +5,7 @@ Both start from ``ssl.create_default_context`` (the CPython ``ssl`` docs' advice
 * refuse anything older than TLS 1.2 and, if asked, pin one version (``"1.2"`` or ``"1.3"``) so a
   lab can capture exactly that handshake;
 * restrict TLS 1.2 to the Mozilla "intermediate" AEAD suites (TLS 1.3 suites are all AEAD);
+* on the server, restrict key exchange to X25519, P-256 and P-384 (`labchat.tlsgroups`);
 * optionally write a key log (the NSS ``SSLKEYLOGFILE`` format) that lets Wireshark or scapy
   decrypt a capture. The file is created 0600 first: whoever reads it can read the chat.
 
@@ -14,10 +15,13 @@ The functions hold no state; the caller owns the returned context.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import ssl
 import stat
 import warnings
+
+from .tlsgroups import MOZILLA_GROUPS, GroupsUnavailable, set_groups
 
 __all__ = [
     "MOZILLA_INTERMEDIATE_CIPHERS",
@@ -30,6 +34,8 @@ __all__ = [
 ]
 
 StrPath = str | os.PathLike[str]
+
+log = logging.getLogger("labchat.tls")
 
 #: Mozilla "intermediate" TLS 1.2 cipher suites, https://ssl-config.mozilla.org/ (server side
 #: TLS guidelines v5.7), without the three DHE-RSA suites: we ship no dhparams and OpenSSL's
@@ -142,13 +148,23 @@ def _common_setup(ctx: ssl.SSLContext, tls_version: str | None, keylog: StrPath 
     ctx.set_ciphers(MOZILLA_INTERMEDIATE_CIPHERS)
     # CRIME (CVE-2012-4929); create_default_context already sets it, say so explicitly.
     ctx.options |= ssl.OP_NO_COMPRESSION
-    # Key exchange groups: OpenSSL 3's default list is X25519, P-256, X448, P-521, P-384 (plus
-    # FFDHE groups for TLS 1.3), which is already sane. ssl.SSLContext.set_ecdh_curve() takes a
-    # single curve name and would *replace* that list (losing X25519), and Python before 3.15
-    # has no way to set a list of groups, so we leave OpenSSL's default.
     if keylog is not None:
         _create_keylog(keylog)
         ctx.keylog_filename = os.fspath(keylog)
+
+
+def _restrict_groups(ctx: ssl.SSLContext) -> None:
+    # OpenSSL 3's default groups also include X448, P-521 and ffdhe2048-8192: a ClientHello
+    # offering only ffdhe8192 costs the server ~140 ms of CPU (X25519: 0.5 ms), which one
+    # student can replay in a loop (issue 11). Mozilla intermediate lists these three.
+    # Only the server side: the client's ClientHello, and so every lab capture, stays as is.
+    try:
+        set_groups(ctx, MOZILLA_GROUPS)
+    except GroupsUnavailable as exc:
+        log.warning(
+            "key exchange stays at OpenSSL's default groups (ffdhe handshakes are expensive): %s",
+            exc,
+        )
 
 
 def server_context(
@@ -161,6 +177,9 @@ def server_context(
     check_key_permissions: bool = True,
 ) -> ssl.SSLContext:
     """Build the server's TLS context.
+
+    Key exchange is limited to X25519, P-256 and P-384 (Mozilla intermediate) for TLS 1.2
+    and 1.3, in this process whenever it runs (see `labchat.tlsgroups`).
 
     Args:
         certfile: The server certificate (PEM; may also hold the key and intermediates).
@@ -183,6 +202,7 @@ def server_context(
         check_private_key_permissions(keyfile if keyfile is not None else certfile)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     _common_setup(ctx, tls_version, keylog)
+    _restrict_groups(ctx)
     ctx.load_cert_chain(certfile, keyfile)
     if client_ca is not None:
         ctx.verify_mode = ssl.CERT_REQUIRED

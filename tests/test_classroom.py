@@ -438,7 +438,6 @@ def ffdhe8192_hello() -> bytes:
     return record
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: fails before the fix")
 def test_ffdhe_replay_flood_costs_the_class_nothing(lab: Lab, ffdhe8192_hello: bytes) -> None:
     # Eight students replay a recorded ffdhe8192 ClientHello at `labchat serve` (its
     # defaults: one CPU) as fast as it answers, each from an address of its own.
