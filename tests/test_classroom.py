@@ -536,7 +536,6 @@ def test_concurrent_adduser_and_deluser_lose_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX symlinks and owners")
-@pytest.mark.xfail(strict=True, reason="issue 11: fails before the fix")
 def test_keylog_refuses_a_planted_symlink(lab: Lab, tmp_path: Path) -> None:
     target = tmp_path / "victim.txt"
     target.write_text("someone else's file\n")
@@ -660,7 +659,6 @@ def test_mutual_tls_ties_the_certificate_to_the_account(lab: Lab, tmp_path: Path
             client.login("bob", PASSWORD)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: fails before the fix")
 @pytest.mark.parametrize("name", ["nl\n", "tab\tname", "esc\x1b[2J", "nul\x00"])
 def test_certificate_and_file_names_refuse_control_characters(tmp_path: Path, name: str) -> None:
     from labchat.certs import CA, create_lab_certs
