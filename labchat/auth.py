@@ -383,54 +383,95 @@ class UserStore:
 
     # changing
 
-    def add(self, name: str, password: str, *, replace: bool = False) -> None:
+    def is_operator(self, name: str) -> bool:
+        """True if *name* has the operator (teacher) role (`labchat adduser --operator`)."""
+        record = self.record(name)
+        return bool(record and record.get("operator") is True)
+
+    def add(
+        self, name: str, password: str, *, replace: bool = False, operator: bool = False
+    ) -> None:
         """Add user *name* with *password*, or change the password with ``replace=True``.
+
+        Safe to run from many processes at once (`labchat adduser` in a loop): the file is
+        re-read, changed and written under an exclusive lock on a lock file beside it.
 
         Args:
             name: The user name.
             password: The new password; only its scrypt hash is stored.
             replace: Overwrite the record of an existing user.
+            operator: Give the user the operator role (KICK, MUTE, UNLOCK; shown as
+                ``@name`` in WHO). With *replace*, the role is set to exactly this.
 
         Raises:
             AuthError: If the name or password is invalid, the user exists and *replace* is
-                false, or the users file cannot be written.
+                false, or the users file cannot be read or written.
         """
         validate_username(name)
         validate_password(password)
         if not replace and name in self:
             raise AuthError(f"user {name!r} already exists")
-        # Hash outside the lock: it takes a tenth of a second and logins read the store.
+        # Hash outside the locks: it takes a tenth of a second and logins read the store.
         record = hash_password(password, **self.hash_params)
-        with self._lock:
-            if not replace and name in self._users:
+        if operator:
+            record["operator"] = True
+
+        def change(users: dict[str, dict[str, Any]]) -> None:
+            if not replace and name in users:
                 raise AuthError(f"user {name!r} already exists")
-            previous = self._users.get(name)
-            self._users[name] = record
-            try:
-                self._write()
-            except BaseException:
-                # Keep memory and disk in agreement when the write fails.
-                if previous is None:
-                    del self._users[name]
-                else:
-                    self._users[name] = previous
-                raise
+            users[name] = record
+
+        self._change(change)
 
     def remove(self, name: str) -> None:
-        """Delete user *name*.
+        """Delete user *name* (under the same cross-process lock as `add`).
 
         Raises:
             AuthError: If there is no such user or the users file cannot be written.
         """
-        with self._lock:
-            if not isinstance(name, str) or name not in self._users:
+
+        def change(users: dict[str, dict[str, Any]]) -> None:
+            if not isinstance(name, str) or name not in users:
                 raise AuthError(f"no such user {name!r}")
-            previous = self._users.pop(name)
+            del users[name]
+
+        self._change(change)
+
+    def _change(self, change: Callable[[dict[str, dict[str, Any]]], None]) -> None:
+        """Read the file, apply *change* to a copy of its users, write it: all under the
+        thread lock and an exclusive lock on the lock file, so that two processes never
+        write from the same stale copy (one of ten concurrent adds used to survive)."""
+        with self._lock, self._file_lock():
+            users = self._read()
+            change(users)
+            previous, self._users = self._users, users
             try:
                 self._write()
             except BaseException:
-                self._users[name] = previous
+                self._users = previous  # memory keeps agreeing with the disk
                 raise
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        # The lock is on the directory (POSIX flock works on a directory descriptor): the
+        # users file itself is replaced on every write, so a lock on it would not hold, and
+        # a separate lock file would be one more file to explain. Windows: a lock file.
+        directory = self.path.parent
+        try:
+            # 0700: the directory of a secrets file need not be listable by others.
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if os.name == "nt":
+                target, flags = directory / f".{self.path.name}.lock", os.O_RDWR | os.O_CREAT
+            else:
+                target, flags = directory, os.O_RDONLY
+            fd = os.open(target, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as e:
+            raise AuthError(f"cannot lock users file {self.path}: {e.strerror or e}") from None
+        try:
+            _lock_fd(fd)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def _write(self) -> None:
         """Write the in-memory users atomically. Caller holds the lock."""
@@ -464,6 +505,18 @@ class UserStore:
             raise AuthError(f"cannot write users file {self.path}: {e.strerror or e}") from None
         self._signature = self._stat()
         _fsync_directory(directory)
+
+
+def _lock_fd(fd: int) -> None:
+    """Block until this process holds the exclusive lock on *fd* (released on close)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: lock the first byte instead
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -7,6 +7,8 @@ import json
 import os
 import stat
 import statistics
+import subprocess
+import sys
 import threading
 import time
 
@@ -724,3 +726,52 @@ def test_UserStore_keeps_old_users_when_the_file_turns_corrupt(tmp_path):
     store.add("erin", "password-erin")
     path.write_text("{ half-written")
     assert store.record("erin") is not None
+
+
+_ADD_OR_REMOVE = """
+import sys
+from labchat.auth import UserStore
+store = UserStore(sys.argv[1], n=2**10, r=8, p=1)
+if sys.argv[2] == "add":
+    store.add(sys.argv[3], "password-of-" + sys.argv[3])
+else:
+    store.remove(sys.argv[3])
+"""
+
+
+def test_UserStore_ten_processes_at_once_lose_nothing(tmp_path):
+    path = tmp_path / "users.json"
+
+    def run_all(jobs):
+        procs = [
+            subprocess.Popen([sys.executable, "-c", _ADD_OR_REMOVE, str(path), verb, name])
+            for verb, name in jobs
+        ]
+        for proc in procs:
+            assert proc.wait(60) == 0
+
+    for round_ in range(3):
+        run_all([("add", f"r{round_}u{i}") for i in range(10)])
+        run_all(
+            [("remove", f"r{round_}u{i}") for i in range(5)]
+            + [("add", f"r{round_}v{i}") for i in range(5)]
+        )
+    expected = sorted(
+        [f"r{r}u{i}" for r in range(3) for i in range(5, 10)]
+        + [f"r{r}v{i}" for r in range(3) for i in range(5)]
+    )
+    assert UserStore(path).names() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.json"]
+
+
+def test_UserStore_operator_role(tmp_path):
+    store = UserStore(tmp_path / "users.json", **FAST)
+    store.add("teacher", PASSWORD, operator=True)
+    store.add("alice", PASSWORD)
+    assert store.is_operator("teacher") and not store.is_operator("alice")
+    assert not store.is_operator("nobody")
+    again = UserStore(store.path)  # it is in the file, not only in memory
+    assert again.is_operator("teacher")
+    again.add("teacher", PASSWORD + "2", replace=True)  # the role is what the change says
+    assert not UserStore(store.path).is_operator("teacher")
+    assert auth.verify_password(again.record("alice"), PASSWORD)

@@ -506,7 +506,6 @@ def test_failed_login_flood_does_not_starve_another_address(
 # --------------------------------------------------------------------------- 6. adduser
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: fails before the fix")
 def test_concurrent_adduser_and_deluser_lose_nothing(tmp_path: Path) -> None:
     users = tmp_path / "users.json"
     store = UserStore(users)
