@@ -145,13 +145,27 @@ class Client:
 
     # -- requests --------------------------------------------------------------------------
 
-    def login(self, user: str, password: str) -> None:
-        """Log in. Raises LoginError if the server refuses (wrong password, throttled)."""
+    def login(self, user: str, password: str) -> str:
+        """Log in as *user*.
+
+        If *user* is logged in already (another tab, or a laptop whose Wi-Fi dropped), this
+        login takes that session over: the old connection gets `ERR replaced` and is closed,
+        and whatever the server had not yet sent it comes here instead.
+
+        Returns:
+            The server's OK text after the user name: "" normally, or a note such as
+            ``"(took over from alice@10.0.0.5:51234; 3 unsent lines follow)"``.
+
+        Raises:
+            LoginError: The server refused (wrong password, throttled, certificate mismatch).
+        """
         self.send(p.Login(user, password))
         reply = self._wait_reply()
         if isinstance(reply, p.Err):
             raise LoginError(reply.code, reply.text)
         self.user = user
+        assert isinstance(reply, p.Ok)
+        return reply.detail.removeprefix(user).strip()
 
     def say(self, text: str) -> None:
         """Send a line to the room. The server echoes it back as a `Msg` to everyone."""

@@ -33,12 +33,10 @@ Reply = Callable[[p.ServerMessage], None]
 class Caller(Member, Protocol):
     """The member a line came from: a room member that also knows where it connects from."""
 
-    @property
-    def source(self) -> str:
-        """The client's address, as login throttling counts it."""
-
-    def label(self) -> str:
-        """``user@host:port`` (or ``host:port`` before login), for log lines."""
+    #: The client's address, as budgets and login throttling count it.
+    source: str
+    #: The common name of the client's certificate (mutual TLS), else None.
+    cert_name: str | None
 
     def tls_summary(self) -> str:
         """``"TLSv1.3 TLS_AES_256_GCM_SHA384"``, or ``"plaintext"``, for the login log line."""
@@ -63,11 +61,15 @@ class Commands:
     Args:
         room: The room the commands act on.
         auth: Decides LOGIN attempts (it throttles and hashes; it may block for a while).
+        require_cert_user: A LOGIN must name the account of the caller's client certificate
+            (`Caller.cert_name`); mutual TLS then proves who logs in, not only that the
+            client holds some certificate of the lab CA.
     """
 
-    def __init__(self, room: Room, auth: Authenticator) -> None:
+    def __init__(self, room: Room, auth: Authenticator, *, require_cert_user: bool = False) -> None:
         self.room = room
         self.auth = auth
+        self.require_cert_user = require_cert_user
 
     def handle_frame(self, caller: Caller, event: p.FrameEvent, reply: Reply) -> Hangup | None:
         """Handle one framed line: parse it, then carry it out or answer with `ERR`.
@@ -132,6 +134,14 @@ class Commands:
             reply(p.Err("syntax", f"already logged in as {caller.user}"))
             return
         source = caller.source
+        if self.require_cert_user and caller.cert_name != user:
+            # Checked before any hash: the certificate is already proven, the password is not
+            # needed to say no, and the answer tells the client nothing it does not know.
+            log.warning("login as %r refused for certificate %r", user[:32], caller.cert_name)
+            reply(
+                p.Err("auth", f"your client certificate is for {caller.cert_name}; log in as that")
+            )
+            return
         if not p.valid_username(user):
             # Same reply as a wrong password: names are not confirmed or denied.
             outcome = self.auth.login("", password, source)
@@ -147,7 +157,8 @@ class Commands:
             log.warning("login failed for %r from %s", user[:32], source)
             reply(p.Err("auth", "invalid user name or password"))
             return
-        if not self.room.join(caller, user):
-            reply(p.Err("auth", f"{user} is already logged in on another connection"))
-            return
+        caller.operator = self.auth.store.is_operator(user)
+        replaced = self.room.join(caller, user)
+        if replaced is not None:
+            log.warning("%s took over from %s", caller.label(), replaced.label())
         log.info("%s logged in (%s)", caller.label(), caller.tls_summary())

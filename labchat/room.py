@@ -21,15 +21,28 @@ __all__ = ["Member", "Room"]
 
 
 class Member(Protocol):
-    """What the room needs from a member. `queue` and `wake` are called from any thread."""
+    """What the room needs from a member. Its methods are called from any thread."""
 
     user: str | None
+    operator: bool
 
-    def queue(self, data: bytes) -> None:
-        """Append encoded lines to the member's outbox; never blocks, never wakes."""
+    def queue(self, data: bytes, *, force: bool = False) -> None:
+        """Append encoded lines to the member's outbox; never blocks, never wakes. *force*
+        queues beyond the outbox limit (lines handed over from a replaced connection)."""
 
     def wake(self) -> None:
         """Make the member's own thread flush its outbox soon; never blocks."""
+
+    def hand_over(self, farewell: p.ServerMessage) -> bytes:
+        """Stop writing to this member's connection, which a new login replaces: return
+        every line not yet written to it (from the first one not completely written), then
+        say *farewell* and close."""
+
+    def close_soon(self, reason: str, farewell: p.ServerMessage | None) -> None:
+        """End this member's connection soon, after *farewell* (KICK)."""
+
+    def label(self) -> str:
+        """``user@host:port``, for log lines and notices."""
 
 
 class Room:
@@ -51,22 +64,38 @@ class Room:
         with self._lock:
             return self._members.get(user)
 
-    def join(self, member: Member, user: str) -> bool:
-        """Add *member* as *user*; False if that name is already in the room.
+    def join(self, member: Member, user: str) -> Member | None:
+        """Add *member* as *user*; if *user* is in the room already, take its place.
 
         The `OK <user>` reply is queued under the room lock, so the newcomer sees it before
-        any room message accepted after it joined.
+        any room message accepted after it joined. Taking over (a student whose Wi-Fi
+        dropped logs in again): the old connection gets *no* more lines; every line it had
+        not written yet is moved behind the newcomer's OK, which says how many follow, and
+        the old connection gets `ERR replaced` and is closed. The others see nothing: the
+        user never left, so there is no LEAVE and no JOIN.
+
+        Returns:
+            The member that was replaced, or None.
         """
         with self._lock:
-            if user in self._members:
-                return False
+            old = self._members.get(user)
             self._members[user] = member
             self._everyone = tuple(self._members.values())
             member.user = user
-            member.queue(p.encode(p.Ok(user)))
-            woken = self._fan_out(p.encode(p.Join(user)), skip=member)
+            if old is None:
+                member.queue(p.encode(p.Ok(user)))
+                woken = self._fan_out(p.encode(p.Join(user)), skip=member)
+            else:
+                unsent = old.hand_over(
+                    p.Err("replaced", f"{user} logged in again on another connection")
+                )
+                count = unsent.count(b"\n")
+                note = f"{user} (took over from {old.label()}; {count} unsent lines follow)"
+                member.queue(p.encode(p.Ok(note)))
+                member.queue(unsent, force=True)
+                woken = ()
         _wake(woken, skip=member)
-        return True
+        return old
 
     def leave(self, member: Member) -> None:
         """Remove *member* (if it is still the one logged in under its name); tell the rest."""

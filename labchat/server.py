@@ -17,6 +17,7 @@ How the pieces fit (docs/architecture.md has the picture):
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -34,12 +35,84 @@ from .room import Room
 from .session import Session, SessionTimers, Waiter
 from .tls import server_context
 
-__all__ = ["DEFAULT_PORT", "DEFAULT_USERS", "Limits", "Room", "Server", "Session", "SessionTimers"]
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_USERS",
+    "Limits",
+    "Room",
+    "Server",
+    "Session",
+    "SessionTimers",
+    "SourceSlots",
+    "source_of",
+]
 
 log = logging.getLogger("labchat.server")
 
 DEFAULT_PORT = 5050
 DEFAULT_USERS = Path("certs") / "users.json"
+
+
+def source_of(peer: tuple) -> str:
+    """The address a client is counted under, for budgets and login throttling.
+
+    IPv4 addresses as they are (an IPv4-mapped IPv6 address as its IPv4 form); IPv6 by its
+    /64 prefix, because one IPv6 host usually owns a whole /64 and could otherwise count as
+    2**64 classmates (UnrealIRCd's default-ipv6-clone-mask is 64 for the same reason).
+    """
+    address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class SourceSlots:
+    """At most *per_source* holders per source address at once; others wait, up to a deadline.
+
+    Used for TLS handshakes in progress: one address cannot have more than a few handshakes
+    costing CPU at a time, and its further connections wait their turn instead of crowding
+    out everybody else's (they still count against max_pending_per_source).
+
+    Args:
+        per_source: Holders allowed per source.
+    """
+
+    def __init__(self, per_source: int) -> None:
+        self.per_source = per_source
+        self._busy: dict[str, int] = {}
+        self._changed = threading.Condition()
+        self._closed = False
+
+    def acquire(self, source: str, deadline: float) -> bool:
+        """Wait until *source* has a free slot (True) or *deadline* passes (False)."""
+        with self._changed:
+            while not self._closed and self._busy.get(source, 0) >= self.per_source:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            if self._closed:
+                return False
+            self._busy[source] = self._busy.get(source, 0) + 1
+            return True
+
+    def release(self, source: str) -> None:
+        """Give back a slot taken by `acquire`."""
+        with self._changed:
+            left = self._busy[source] - 1
+            if left:
+                self._busy[source] = left
+            else:
+                del self._busy[source]
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Wake every waiter: the server is shutting down."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
 
 class Server:
@@ -64,11 +137,15 @@ class Server:
         tls_version: "1.2" or "1.3" to pin one version; None allows both.
         keylog: Write TLS secrets to this NSS key log file (lets Wireshark/scapy decrypt).
         client_ca: Require client certificates signed by this CA (mutual TLS).
+        require_cert_user: With *client_ca*: a LOGIN must name the account that the client
+            certificate's common name says (alice's certificate logs in as alice only).
         **limits: Any field of `Limits` (e.g. max_clients=10, idle_timeout=5).
 
     Raises:
         FileNotFoundError: the certificate or key is missing (run `labchat certs`).
         labchat.tls.KeyPermissionError: the server key is readable by others.
+        ValueError: *require_cert_user* without *client_ca*.
+        labchat.tls.KeylogError: *keylog* is a symbolic link, not yours, or readable by others.
         OSError: the address cannot be bound.
     """
 
@@ -85,11 +162,14 @@ class Server:
         tls_version: str | None = None,
         keylog: str | os.PathLike | None = None,
         client_ca: str | os.PathLike | None = None,
+        require_cert_user: bool = False,
         **limits: float,
     ) -> None:
         unknown = set(limits) - set(Limits.names())
         if unknown:
             raise TypeError(f"unknown server limit(s): {', '.join(sorted(unknown))}")
+        if require_cert_user and (plain or client_ca is None):
+            raise ValueError("require_cert_user needs TLS with client certificates (client_ca)")
         self.limits = Limits(**limits)  # type: ignore[arg-type]
         self.tls = not plain
         self.tls_version = tls_version
@@ -110,9 +190,17 @@ class Server:
             self.auth = users
         else:
             store = users if isinstance(users, UserStore) else UserStore(users)
-            self.auth = Authenticator(store)
+            self.auth = Authenticator(
+                store,
+                throttle=self.limits.throttle(),
+                max_concurrent_hashes=self.limits.max_hashes,
+                hashes_per_source=self.limits.hashes_per_source,
+            )
         self.room = Room()
-        self.commands = Commands(self.room, self.auth)
+        self.commands = Commands(self.room, self.auth, require_cert_user=require_cert_user)
+        self.handshake_slots = SourceSlots(self.limits.max_handshakes_per_source)
+        self._pending: dict[str, int] = {}  # source -> sessions not logged in (under the lock)
+        self._refused: dict[str, tuple[float, int]] = {}  # source -> (last warning, count)
         self.hello = p.encode(p.Hello(f"welcome to labchat on {self.describe()}"))
         self._host, self._port = host, port
         self._listener: socket.socket | None = None
@@ -165,6 +253,7 @@ class Server:
         if self._closing.is_set() and self._listener is None:
             return
         self._closing.set()
+        self.handshake_slots.close()
         try:
             self._wake_w.send(b"\0")
         except OSError:
@@ -229,11 +318,17 @@ class Server:
         # for a client that does not read, which would hold megabytes per client before
         # outbox_bytes ever applies. The kernel doubles the value for its bookkeeping.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.outbox_bytes)
+        source = source_of(peer)
         with self._sessions_lock:
-            full = len(self._sessions) >= self.limits.max_clients
-            if not full:
-                session = Session(self, sock, peer)
+            over = self._pending.get(source, 0) >= self.limits.max_pending_per_source
+            full = not over and len(self._sessions) >= self.limits.max_clients
+            if not over and not full:
+                session = Session(self, sock, peer, source)
                 self._sessions.add(session)
+                self._pending[source] = self._pending.get(source, 0) + 1
+        if over:
+            self._refuse_source(sock, source)
+            return
         if full:
             self._reject_busy(sock, peer)
             return
@@ -242,8 +337,37 @@ class Server:
             session.thread.start()
         except RuntimeError as exc:  # out of threads: refuse this one, keep serving the rest
             log.error("cannot start a thread for %s:%s: %s", peer[0], peer[1], exc)
-            self._forget(session)
+            self.forget(session)
             session.close_unstarted()
+
+    def _refuse_source(self, sock: socket.socket, source: str) -> None:
+        # One address already has max_pending_per_source connections that have not logged
+        # in: close this one at once, before any TLS work (a handshake to say "busy" would
+        # cost the CPU that the budget is there to save). Like nginx's limit_conn, but only
+        # for connections that have not logged in: students who are in are never evicted.
+        # Without TLS the one line costs nothing, so it is said.
+        if not self.tls:
+            try:
+                sock.setblocking(False)
+                sock.send(p.encode(p.Err("busy", "too many connections from your address")))
+            except OSError:
+                pass
+        sock.close()
+        # One warning per address per 10 s, with a count: a flood must not flood the log.
+        now = time.monotonic()
+        last, count = self._refused.get(source, (0.0, 0))
+        if now - last >= 10.0:
+            log.warning(
+                "refusing %s: %d connections not logged in yet (%d refused since last said)",
+                source,
+                self.limits.max_pending_per_source,
+                count + 1,
+            )
+            self._refused[source] = (now, 0)
+            if len(self._refused) > 1024:  # forget the quiet ones
+                self._refused = {k: v for k, v in self._refused.items() if now - v[0] < 10.0}
+        else:
+            self._refused[source] = (last, count + 1)
 
     def _reject_busy(self, sock: socket.socket, peer: tuple) -> None:
         log.warning("refusing %s:%s: %d clients already", peer[0], peer[1], self.limits.max_clients)
@@ -271,6 +395,23 @@ class Server:
             sock.close()
             self._rejecters.release()
 
-    def _forget(self, session: Session) -> None:
+    def logged_in(self, session: Session) -> None:
+        """*session* has logged in: it no longer counts against its address's budget."""
+        with self._sessions_lock:
+            self._leave_pending(session)
+
+    def forget(self, session: Session) -> None:
+        """*session* has ended (called from its own thread, last)."""
         with self._sessions_lock:
             self._sessions.discard(session)
+            self._leave_pending(session)
+
+    def _leave_pending(self, session: Session) -> None:
+        # Called with the sessions lock held; once per session (the flag makes it so).
+        if session.counted_pending:
+            session.counted_pending = False
+            left = self._pending[session.source] - 1
+            if left:
+                self._pending[session.source] = left
+            else:
+                del self._pending[session.source]

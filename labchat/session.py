@@ -91,9 +91,17 @@ class Outbox:
         self._size = 0
         self._lock = threading.Lock()
 
-    def put(self, data: bytes) -> bool:
-        """Queue *data*; return False (and queue nothing) if it would exceed the limit."""
+    def put(self, data: bytes, *, force: bool = False) -> bool:
+        """Queue *data*; return False (and queue nothing) if it would exceed the limit.
+
+        *force* queues it anyway without counting it against the limit: lines handed over
+        from a replaced connection (at most two outboxes' worth) must not get the new
+        connection dropped as a slow consumer before it has written anything.
+        """
         with self._lock:
+            if force:
+                self._chunks.append(data)
+                return True
             if self._size + len(data) > self.limit:
                 return False
             self._chunks.append(data)
@@ -107,6 +115,11 @@ class Outbox:
             self._chunks.clear()
             self._size = 0
             return data
+
+    def __len__(self) -> int:
+        """Bytes queued and counted against the limit."""
+        with self._lock:
+            return self._size
 
 
 class TokenBucket:
@@ -183,6 +196,26 @@ def _wait_io(sock: socket.socket, writing: bool, timeout: float) -> bool:
     return bool(poller.poll(timeout * 1000))
 
 
+def _close_gently(sock: socket.socket, linger: float) -> None:
+    """Send our FIN, discard what the peer sent (for up to *linger* seconds, until its FIN),
+    then close: a close with unread bytes would be a RST that can destroy our last line."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.setblocking(False)
+        deadline = time.monotonic() + linger
+        while True:
+            try:
+                if not sock.recv(65536):
+                    break  # the peer's FIN: nothing more can arrive
+            except (BlockingIOError, InterruptedError):
+                left = deadline - time.monotonic()
+                if left <= 0 or not _wait_io(sock, False, left):
+                    break
+    except (OSError, ValueError):
+        pass
+    sock.close()
+
+
 class _Closing(Exception):
     """Raised inside a session thread to end it; carries the ERR line to send, if any."""
 
@@ -198,33 +231,48 @@ class Session:
     # Bytes per recv: a few TLS records' worth. Bigger reads don't help a line protocol.
     RECV_SIZE = 16 * 1024
 
-    def __init__(self, server: Server, sock: socket.socket, peer: tuple) -> None:
+    def __init__(self, server: Server, sock: socket.socket, peer: tuple, source: str) -> None:
         self.server = server
         self.limits = server.limits
         self.raw = sock
         self.sock: socket.socket = sock
         self.peer = peer
+        self.source = source  # the address budgets and login throttling count (source_of)
+        self.counted_pending = True  # counts against max_pending_per_source (server's lock)
+        self.started = time.monotonic()  # accepted: every pre-login deadline counts from here
         self.user: str | None = None
+        self.operator = False  # set at login from the users file
+        self.cert_name: str | None = None  # the client certificate's CN, with mutual TLS
         self.outbox = Outbox(self.limits.outbox_bytes)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._wake_pending = False  # a wake-up byte is in the pipe (see wake)
-        self._stop: str | None = None  # set from other threads: why this session must end
+        # Set from other threads: why this session must end, and its last line.
+        self._stop: tuple[str, p.ServerMessage | None] | None = None
         self._slow = False
         self._handshaking = True
+        # What is being written (see _flush and hand_over): the chunk taken from the outbox
+        # and how much of it the socket has taken. The lock makes "take from the outbox and
+        # remember it" one step for hand_over, which runs in the thread of the new login.
+        self._write_lock = threading.Lock()
+        self._inflight = b""
+        self._sent = 0
+        self._handed_over = False
+        self._write_broken = False  # a write was given up half way: no farewell after it
         self.thread = threading.Thread(
             target=self.run, name=f"labchat-session-{peer[0]}:{peer[1]}", daemon=True
         )
 
     # -- called from other threads ---------------------------------------------------------
 
-    def queue(self, data: bytes) -> None:
+    def queue(self, data: bytes, *, force: bool = False) -> None:
         """Queue *data* without waking the thread (the room calls `wake()` afterwards; the
-        session's own replies need no wake-up, its thread writes them next)."""
+        session's own replies need no wake-up, its thread writes them next). *force*: see
+        `Outbox.put`."""
         if self._slow:
             return
-        if not self.outbox.put(data):
+        if not self.outbox.put(data, force=force):
             # Redis and IRC servers drop a client whose output backs up rather than let it
             # hold memory or stall the room. Everything already queued stays in order.
             self._slow = True
@@ -245,8 +293,32 @@ class Session:
 
     def request_stop(self, reason: str) -> None:
         """Ask the session to say BYE and close (server shutdown)."""
-        self._stop = reason
+        self.close_soon(reason, p.Bye(reason))
+
+    def close_soon(self, reason: str, farewell: p.ServerMessage | None) -> None:
+        """Ask the session to send *farewell* (if any) and close. Never blocks."""
+        if self._stop is None:
+            self._stop = (reason, farewell)
         self.wake()
+
+    def hand_over(self, farewell: p.ServerMessage) -> bytes:
+        """Give up this connection to a new login of the same user (see `Room.join`).
+
+        Returns every line not yet completely written to this connection: the rest of the
+        chunk being written, from the start of its first line not fully taken by the socket,
+        then everything still queued. The session writes nothing more of them, sends
+        *farewell* and closes. A line may so reach both connections, but none reaches
+        neither.
+        """
+        with self._write_lock:
+            self._handed_over = True
+            chunk, sent = self._inflight, self._sent
+            start = chunk.rfind(b"\n", 0, sent) + 1 if sent < len(chunk) else len(chunk)
+            unsent = chunk[start:] + self.outbox.take()
+        if unsent:
+            log.info("%s: %d unsent bytes move to the new connection", self.label(), len(unsent))
+        self.close_soon("replaced by a new login", farewell)
+        return unsent
 
     def interrupt(self) -> None:
         """Break a thread stuck in a handshake or blocking read. Only shuts the raw fd down:
@@ -258,11 +330,6 @@ class Session:
 
     # -- what the commands need (labchat.commands.Caller) ----------------------------------
 
-    @property
-    def source(self) -> str:
-        """The client's address: what login throttling counts."""
-        return str(self.peer[0])
-
     def label(self) -> str:
         """``user@host:port`` once logged in, ``host:port`` before: for log lines."""
         where = f"{self.peer[0]}:{self.peer[1]}"
@@ -272,6 +339,7 @@ class Session:
 
     def run(self) -> None:
         reason = "closed"
+        farewell_sent = False
         try:
             self._handshake()
             self._handshaking = False
@@ -285,7 +353,7 @@ class Session:
         except _Closing as closing:
             reason = closing.reason
             if closing.farewell is not None:
-                self._write_best_effort(p.encode(closing.farewell))
+                farewell_sent = self._write_best_effort(p.encode(closing.farewell))
         except ssl.SSLError as exc:
             reason = f"TLS error: {exc.reason or exc}"
         except TimeoutError:
@@ -296,30 +364,65 @@ class Session:
             log.exception("session %s crashed", self.label())
             reason = "internal error"
         finally:
-            self._finish(reason)
+            self._finish(reason, farewell_sent)
 
     def _handshake(self) -> None:
-        self.raw.settimeout(self.limits.handshake_timeout)
-        first = self.raw.recv(1, socket.MSG_PEEK) if self.server.tls else b""
-        if self.server.tls:
-            if not first:
-                raise _Closing("closed before the TLS handshake")
-            if first[0] != _TLS_HANDSHAKE_BYTE:
-                # Plaintext (nc, a browser's GET /) on the TLS port: explain in plaintext.
-                raise _Closing(
-                    "plaintext client on the TLS port",
-                    p.Err("syntax", "this port speaks TLS; use labchat chat or openssl s_client"),
-                )
-            assert self.server.ssl_context is not None
-            self.sock = self.server.ssl_context.wrap_socket(
-                self.raw, server_side=True, do_handshake_on_connect=False
+        """Peek at the first byte, then do the TLS handshake, all before one deadline.
+
+        The deadline is `handshake_timeout` after the connection was accepted, whatever the
+        client sends: a per-read timeout would let a client that trickles one byte every few
+        seconds hold its slot for ever. At most `max_handshakes_per_source` handshakes per
+        address run at once; the others wait here, within the same deadline.
+        """
+        if not self.server.tls:
+            return
+        deadline = self.started + self.limits.handshake_timeout
+        if not self.server.handshake_slots.acquire(self.source, deadline):
+            raise _Closing("handshake timeout (waiting behind this address's handshakes)")
+        try:
+            self._handshake_before(deadline)
+        finally:
+            self.server.handshake_slots.release(self.source)
+        # DEBUG, not INFO: the version and cipher go on the login line, so a connection
+        # logs connect, login and disconnect (three lines, not four; each one is a
+        # LogRecord, a formatted time and a write() on the handshake's critical path).
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s TLS handshake done: %s", self.label(), self.tls_summary())
+
+    def _handshake_before(self, deadline: float) -> None:
+        self.raw.setblocking(False)
+        if not _wait_io(self.raw, False, max(0.0, deadline - time.monotonic())):
+            raise _Closing("handshake timeout (nothing sent)")
+        first = self.raw.recv(1, socket.MSG_PEEK)
+        if not first:
+            raise _Closing("closed before the TLS handshake")
+        if first[0] != _TLS_HANDSHAKE_BYTE:
+            # Plaintext (nc, a browser's GET /) on the TLS port: explain in plaintext.
+            raise _Closing(
+                "plaintext client on the TLS port",
+                p.Err("syntax", "this port speaks TLS; use labchat chat or openssl s_client"),
             )
-            self.sock.do_handshake()
-            # DEBUG, not INFO: the version and cipher go on the login line, so a connection
-            # logs connect, login and disconnect (three lines, not four; each one is a
-            # LogRecord, a formatted time and a write() on the handshake's critical path).
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s TLS handshake done: %s", self.label(), self.tls_summary())
+        assert self.server.ssl_context is not None
+        tls = self.server.ssl_context.wrap_socket(
+            self.raw, server_side=True, do_handshake_on_connect=False
+        )
+        self.sock = tls
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                writing = False
+            except ssl.SSLWantWriteError:
+                writing = True
+            if not _wait_io(tls, writing, max(0.0, deadline - time.monotonic())):
+                raise _Closing("handshake timeout")
+        peer = tls.getpeercert()
+        if peer:  # mutual TLS: the certificate's common name, for require_cert_user
+            for rdn in peer.get("subject", ()):
+                for key, value in rdn:
+                    if key == "commonName":
+                        self.cert_name = value
 
     def tls_summary(self) -> str:
         """``"TLSv1.3 TLS_AES_256_GCM_SHA384"`` after the handshake; "plaintext" without TLS."""
@@ -333,14 +436,14 @@ class Session:
         reader = p.LineReader()
         bucket = TokenBucket(limits.flood_burst, limits.flood_rate)
         pending: deque[p.FrameEvent] = deque()
-        timers = SessionTimers(limits, time.monotonic())
+        timers = SessionTimers(limits, self.started)
         waiter = Waiter(self._wake_r, self.sock)
         is_tls = isinstance(self.sock, ssl.SSLSocket)
 
         while True:
             now = time.monotonic()
             if self._stop is not None:
-                raise _Closing(self._stop, p.Bye(self._stop))
+                raise _Closing(*self._stop)
             if self._slow:
                 raise _Closing(
                     "slow consumer",
@@ -402,7 +505,10 @@ class Session:
         now: float,
     ) -> None:
         while pending and bucket.take(now):
+            was_in = self.user is not None
             hangup = self.server.commands.handle_frame(self, pending.popleft(), self._reply)
+            if not was_in and self.user is not None:
+                self.server.logged_in(self)  # no longer counts against its address's budget
             if hangup is not None:
                 raise _Closing(hangup.reason, hangup.farewell)
             # Write replies as they come: the echoes of a burst must not fill our own
@@ -423,22 +529,33 @@ class Session:
         self.queue(p.encode(message))
 
     def _flush(self) -> None:
-        data = self.outbox.take()
-        if data:
-            self._write(data)
+        with self._write_lock:
+            if self._handed_over:
+                return  # a new login has these lines (hand_over)
+            data = self.outbox.take()
+            if not data:
+                return
+            self._inflight, self._sent = data, 0
+        self._write_inflight()
 
     def _write(self, data: bytes) -> None:
+        """Write *data* (HELLO, PING) behind whatever is queued, through the same path."""
+        self.queue(data, force=True)
+        self._flush()
+
+    def _write_inflight(self) -> None:
         # The socket is non-blocking. While the kernel's send buffer is full, wait for room in
         # short slices instead of one long wait: a write blocked on a client that does not
-        # read must notice when its outbox overflows (deliver() sets _slow from another
-        # thread) instead of sitting out the whole write_timeout. Retrying send() with the
-        # same bytes after SSLWantWriteError is what OpenSSL asks for (CPython sets
-        # SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER); a plain socket reports what it sent.
-        view = memoryview(data)
+        # read must notice when its outbox overflows (queue() sets _slow from another
+        # thread), or a new login takes the connection over, instead of sitting out the
+        # whole write_timeout. Retrying send() with the same bytes after SSLWantWriteError is
+        # what OpenSSL asks for (CPython sets SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER); a plain
+        # socket reports what it sent. _sent only grows here, in the owner's thread.
+        view = memoryview(self._inflight)
         deadline: float | None = None
-        while view:
+        while self._sent < len(view):
             try:
-                view = view[self.sock.send(view) :]
+                self._sent += self.sock.send(view[self._sent :])
                 continue
             except (ssl.SSLWantWriteError, BlockingIOError):
                 writing = True
@@ -448,21 +565,30 @@ class Session:
             if deadline is None:
                 deadline = now + self.limits.write_timeout
             ready = _wait_io(self.sock, writing, min(0.25, self.limits.write_timeout))
-            if not ready and self._slow:  # no ERR: the pipe is full, a record half written
-                raise _Closing("slow consumer (not reading)")
+            if not ready and (self._slow or self._handed_over):
+                # No ERR: the pipe is full and a record is half written. (Handed over: the
+                # new connection has this chunk from its first unfinished line.)
+                self._write_broken = True
+                raise _Closing("slow consumer (not reading)" if self._slow else "replaced")
             if time.monotonic() >= deadline:
+                self._write_broken = True
                 raise _Closing("write timed out (client not reading)")
 
-    def _write_best_effort(self, data: bytes) -> None:
+    def _write_best_effort(self, data: bytes) -> bool:
+        """Write what is queued, then *data*, within about a second; True if it went out."""
+        if self._write_broken:
+            return False  # OpenSSL would refuse (or garble) a new write after a broken one
         try:
             self._flush_quick()
             self.sock.settimeout(1.0)
             self.sock.sendall(data)
         except (OSError, ValueError):
-            pass
+            return False
+        return True
 
     def _flush_quick(self) -> None:
-        data = self.outbox.take()
+        with self._write_lock:
+            data = b"" if self._handed_over else self.outbox.take()
         if data and not self._slow:
             self.sock.settimeout(1.0)
             self.sock.sendall(data)
@@ -476,10 +602,11 @@ class Session:
         # deliver() that saw the flag still set queued its line before we take the outbox.
         self._wake_pending = False
 
-    def _finish(self, reason: str) -> None:
+    def _finish(self, reason: str, farewell_sent: bool = False) -> None:
         self.server.room.leave(self)
         log.info("%s disconnected: %s", self.label(), reason)
-        if isinstance(self.sock, ssl.SSLSocket) and not self._handshaking:
+        tls_up = isinstance(self.sock, ssl.SSLSocket) and not self._handshaking
+        if tls_up:
             # Send close_notify before the FIN (RFC 8446 section 6.1), so the client can tell
             # the end of the conversation from a truncation: without it OpenSSL 3 peers (e.g.
             # `openssl s_client`) report "unexpected eof while reading" and exit 1. Don't
@@ -490,15 +617,19 @@ class Session:
                 self.sock.unwrap()
             except (OSError, ValueError):
                 pass
-        for s in (self.sock, self.raw):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except (OSError, ValueError):
-                pass
-            s.close()
+        # Closing a socket with unread bytes makes the kernel send a RST instead of a FIN,
+        # and a client that sees the RST first (nc does) throws away our last line, e.g. the
+        # plaintext hint: the byte it peeked at is still unread. So: FIN first, then read
+        # and discard until the client closes too. A plain goodbye before login (the hint,
+        # ERR timeout on --plain) waits up to close_linger for the client's FIN; otherwise
+        # only what has already arrived is dropped (with TLS, close_notify said goodbye).
+        plain_goodbye = farewell_sent and not tls_up and self.user is None
+        _close_gently(self.sock, self.limits.close_linger if plain_goodbye else 0.0)
+        if self.raw is not self.sock:
+            self.raw.close()  # detached by wrap_socket: its descriptor belongs to self.sock
         self._wake_r.close()
         self._wake_w.close()
-        self.server._forget(self)
+        self.server.forget(self)
 
     def close_unstarted(self) -> None:
         """Release the sockets of a session whose thread never started."""

@@ -27,6 +27,7 @@ from labchat.server import Limits, Server
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
 AUTH_FAILED = p.Err("auth", "invalid user name or password")
+PASSWORD_ALICE = PASSWORDS["alice"]
 
 MODES = {
     "tls1.2": {"tls_version": "1.2"},
@@ -263,18 +264,22 @@ def test_Server_second_login_refused(make_server, connect) -> None:
     assert alice.who() == ["alice"]
 
 
-def test_Server_same_user_twice_refused(make_server, connect) -> None:
+def test_Server_same_user_again_takes_the_session_over(make_server, connect) -> None:
     server = make_server()
+    bob = connect(server, user="bob")
     first = connect(server, user="alice")
+    assert recv(bob) == p.Join("alice")
     second = connect(server)
-    with pytest.raises(LoginError) as info:
-        second.login("alice", PASSWORDS["alice"])
-    assert info.value.code == "auth"
-    assert "already logged in" in info.value.text
-    assert first.who() == ["alice"]
-    assert sync(first) == []  # no JOIN for the refused copy
-    second.login("bob", PASSWORDS["bob"])  # the same connection may log in as someone else
-    assert recv(first) == p.Join("bob")
+    second.login("alice", PASSWORD_ALICE)  # issue 11: a ghost must not keep the name
+    # The old connection is told why, and closed.
+    assert recv_kind(first, p.Err).code == "replaced"
+    with pytest.raises(ConnectionClosed):
+        first.recv_all(2.0)
+    # The room saw no LEAVE and no JOIN: alice never left.
+    assert sync(bob) == []
+    assert second.who() == ["alice", "bob"]
+    bob.say("still one alice")
+    assert recv_kind(second, p.Msg) == p.Msg("bob", "still one alice")
 
 
 def test_Server_commands_before_login(make_server, connect) -> None:

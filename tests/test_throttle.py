@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from helpers import wait_until
 
 from labchat.throttle import FairSlots, LoginThrottle, ThrottleEntry
 
@@ -279,11 +280,15 @@ def test_FairSlots_newcomer_goes_before_a_flood_queue():
     slots = FairSlots(total=2, per_key=2)
     order: list[str] = []
     order_lock = threading.Lock()
-    release = threading.Event()
+    releases = [threading.Event(), threading.Event()]
     holding = threading.Barrier(3)
 
-    def hold(key: str) -> None:
-        with slots.slot(key):
+    def waiting() -> int:
+        with slots._lock:
+            return sum(len(queue) for queue in slots._waiting.values())
+
+    def hold(release: threading.Event) -> None:
+        with slots.slot("flood"):
             holding.wait()
             release.wait(5)
 
@@ -292,18 +297,20 @@ def test_FairSlots_newcomer_goes_before_a_flood_queue():
             with order_lock:
                 order.append(key)
 
-    holders = [threading.Thread(target=hold, args=("flood",)) for _ in range(2)]
+    holders = [threading.Thread(target=hold, args=(r,)) for r in releases]
     for h in holders:
         h.start()
     holding.wait(5)  # the flood holds both slots
     flood = [threading.Thread(target=queued, args=("flood",)) for _ in range(5)]
     for f in flood:
         f.start()
-    time.sleep(0.05)  # the flood's queue forms first (it is only about the order below)
+    wait_until(lambda: waiting() == 5, 5.0, "the flood's queue")
     newcomer = threading.Thread(target=queued, args=("classmate",))
     newcomer.start()
-    time.sleep(0.05)
-    release.set()
+    wait_until(lambda: waiting() == 6, 5.0, "the classmate to queue")
+    releases[0].set()  # one slot frees up: it goes to the address that holds none
+    wait_until(lambda: order, 5.0, "a waiter to get the slot")
+    releases[1].set()
     for t in [*holders, *flood, newcomer]:
         t.join(5)
     assert order[0] == "classmate", order
