@@ -630,6 +630,19 @@ class Authenticator:
                 if slot[1] == 0:  # only pairs with an attempt in flight use memory
                     del self._pair_locks[key]
 
+    def throttled(self) -> list[ThrottleEntry]:
+        """What is in a login cool-down now (`LoginThrottle.throttled`); attempts with names
+        that cannot exist are listed under the account ``*``."""
+        return [
+            ThrottleEntry("*", e.source, e.retry_after) if e.account == _INVALID_NAME_KEY else e
+            for e in self.throttle.throttled()
+        ]
+
+    def unlock(self, user: str | None = None, source: str | None = None) -> int:
+        """End the cool-downs of account *user* (from every address) and/or of address
+        *source* now; returns how many entries were cleared (`LoginThrottle.unlock`)."""
+        return self.throttle.unlock(user, source)
+
     def _throttled(self, key: str, source: str) -> LoginOutcome | None:
         wait = self.throttle.retry_after(key, source)
         return LoginOutcome(ok=False, throttled=True, retry_after=wait) if wait > 0 else None

@@ -26,7 +26,9 @@ __all__ = [
     "Client",
     "ConnectionClosed",
     "LoginError",
+    "CHAT_HELP",
     "format_event",
+    "parse_input",
     "run_chat",
 ]
 
@@ -179,13 +181,66 @@ class Client:
             raise ChatError(reply.code, reply.text)
 
     def who(self) -> list[str]:
-        """The names of everybody logged in, sorted."""
+        """The names of everybody logged in, sorted; operators (teachers) as ``@name``."""
         self.send(p.Who())
         reply = self._wait_reply((p.Users, p.Err))
         if isinstance(reply, p.Err):
             raise ChatError(reply.code, reply.text)
         assert isinstance(reply, p.Users)
         return list(reply.names)
+
+    # -- operator (teacher) requests: ChatError("forbidden") for everybody else ------------
+
+    def kick(self, user: str, reason: str = "") -> None:
+        """Close *user*'s connection (they get ``ERR kicked by <you>: <reason>``).
+
+        Raises:
+            ChatError: ``forbidden`` (not an operator) or ``no-such-user``.
+        """
+        self._request(p.Kick(user, reason))
+
+    def mute(self, user: str, seconds: float | None = None) -> None:
+        """Refuse *user*'s SAY and TELL for *seconds* (default 300; 0 unmutes).
+
+        Raises:
+            ChatError: ``forbidden``, ``no-such-user`` or ``syntax`` (seconds out of range).
+        """
+        self._request(p.Mute(user, seconds))
+
+    def unlock(self, target: str) -> None:
+        """End the login cool-downs of account *target*, or of address ``@<address>``.
+
+        Raises:
+            ChatError: ``forbidden`` or ``syntax``.
+        """
+        self._request(p.Unlock(target))
+
+    def throttled(self) -> list[tuple[str | None, str, int]]:
+        """What is in a login cool-down: ``(account, address, seconds left)`` tuples, the
+        account None for a whole address (``*`` for names that cannot exist).
+
+        Raises:
+            ChatError: ``forbidden``.
+        """
+        self.send(p.ListThrottled())
+        reply = self._wait_reply((p.Throttled, p.Err))
+        if isinstance(reply, p.Err):
+            raise ChatError(reply.code, reply.text)
+        assert isinstance(reply, p.Throttled)
+        entries = []
+        for entry in reply.entries:
+            who, _, seconds = entry.rpartition("=")
+            account, _, source = who.partition("@")
+            entries.append((account or None, source, int(seconds)))
+        return entries
+
+    def _request(self, command: p.Command) -> str:
+        self.send(command)
+        reply = self._wait_reply()
+        if isinstance(reply, p.Err):
+            raise ChatError(reply.code, reply.text)
+        assert isinstance(reply, p.Ok)
+        return reply.detail
 
     def ping(self, token: str = "") -> float:
         """Round trip to the server in seconds."""
@@ -352,6 +407,8 @@ def format_event(event: p.ServerMessage) -> str:
             return f"-- server says bye: {e(text)}"
         case p.Ok(detail):
             return f"-- ok {e(detail)}" if detail else "-- delivered"
+        case p.Throttled(entries):
+            return "-- throttled: " + (", ".join(e(x) for x in entries) or "nothing")
         case _:
             return f"-- {event!r}"  # repr() escapes every control character itself
 
@@ -371,25 +428,61 @@ def _keyboard(lines: queue.Queue, wake: socket.socket, stdin: TextIO) -> None:
         pass
 
 
-def _command_for(text: str) -> p.Command | str | None:
-    """Turn what the user typed into a command, an error message (str), or None (ignore)."""
+#: What the chat's slash commands are, for its greeting and for /help.
+CHAT_HELP = (
+    "/who, /tell NAME text, /ping, /quit (Ctrl-D or Ctrl-C also leave); operators: "
+    "/kick NAME [reason], /mute NAME [seconds], /unmute NAME, /unlock NAME|@ADDRESS, /throttled"
+)
+
+
+def parse_input(text: str) -> p.Command | str | None:
+    """Turn a line the user typed into a command, a message for the user (str), or None.
+
+    Plain text is a SAY; a line starting with ``/`` is a slash command (`CHAT_HELP`). Used
+    by `run_chat` and meant for any other chat front end.
+
+    Args:
+        text: The typed line, without its newline.
+
+    Returns:
+        A `labchat.protocol` command to send; a str to show the user instead (usage or an
+        unknown command); None for a blank line.
+    """
     if not text.strip():
         return None
     if not text.startswith("/"):
         return p.Say(text)
     verb, _, rest = text[1:].partition(" ")
-    if verb == "who":
-        return p.Who()
-    if verb == "quit":
-        return p.Quit()
-    if verb == "tell":
-        user, _, message = rest.partition(" ")
-        if user and message:
-            return p.Tell(user, message)
-        return "usage: /tell NAME text"
-    if verb == "ping":
-        return p.Ping(rest)
-    return f"unknown command /{verb}; try /who, /tell NAME text, /quit"
+    first, _, tail = rest.strip().partition(" ")
+    match verb:
+        case "who":
+            return p.Who()
+        case "quit":
+            return p.Quit()
+        case "ping":
+            return p.Ping(rest)
+        case "help":
+            return CHAT_HELP
+        case "tell":
+            return p.Tell(first, tail) if first and tail else "usage: /tell NAME text"
+        case "kick":
+            return p.Kick(first, tail.strip()) if first else "usage: /kick NAME [reason]"
+        case "mute" | "unmute" if not first:
+            return f"usage: /{verb} NAME" + (" [seconds]" if verb == "mute" else "")
+        case "unmute":
+            return p.Mute(first, 0.0)
+        case "mute":
+            if not tail.strip():
+                return p.Mute(first)
+            try:
+                return p.Mute(first, float(tail))
+            except ValueError:
+                return "usage: /mute NAME [seconds]"
+        case "unlock":
+            return p.Unlock(first) if first and not tail else "usage: /unlock NAME or @ADDRESS"
+        case "throttled":
+            return p.ListThrottled()
+    return f"unknown command /{p.escape_controls(verb)}; try /help"
 
 
 def run_chat(client: Client, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
@@ -406,7 +499,7 @@ def run_chat(client: Client, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.
         stdout.write(text + "\n")
         stdout.flush()
 
-    show("-- type to chat; /who, /tell NAME text, /quit (Ctrl-D or Ctrl-C also leave)")
+    show("-- type to chat; " + CHAT_HELP)
     try:
         while True:
             while (event := client.recv(0)) is not None:
@@ -425,7 +518,7 @@ def run_chat(client: Client, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.
                     client.quit()
                     show("-- bye")
                     return 0
-                command = _command_for(typed)
+                command = parse_input(typed)
                 if isinstance(command, str):
                     show("!! " + command)
                 elif isinstance(command, p.Quit):

@@ -6,6 +6,9 @@ outbox as the reply callback and writes the outbox once the line is handled, and
 (tests/test_commands.py) pass a list. What a command does to *other* members goes through the
 room, which queues their lines and wakes their threads.
 
+Operators (teachers: `labchat adduser --operator`) also have KICK, MUTE, UNLOCK and
+THROTTLED (docs/protocol.md, "Moderation").
+
 A line comes in as a framing event from `labchat.protocol.LineReader`; `handle_frame` turns
 it into a command (or an `ERR`), and `handle` carries the command out. QUIT is not carried
 out here: `handle` returns a `Hangup`, and the caller says goodbye and closes.
@@ -14,6 +17,8 @@ out here: `handle` returns a `Hangup`, and the caller says goodbye and closes.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,6 +47,9 @@ class Caller(Member, Protocol):
         """``"TLSv1.3 TLS_AES_256_GCM_SHA384"``, or ``"plaintext"``, for the login log line."""
 
 
+_OPERATOR_VERBS = {p.Kick: "KICK", p.Mute: "MUTE", p.Unlock: "UNLOCK", p.ListThrottled: "THROTTLED"}
+
+
 @dataclass(frozen=True)
 class Hangup:
     """Returned by `Commands.handle` when the connection must end.
@@ -66,10 +74,18 @@ class Commands:
             client holds some certificate of the lab CA.
     """
 
-    def __init__(self, room: Room, auth: Authenticator, *, require_cert_user: bool = False) -> None:
+    def __init__(
+        self,
+        room: Room,
+        auth: Authenticator,
+        *,
+        require_cert_user: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.room = room
         self.auth = auth
         self.require_cert_user = require_cert_user
+        self.clock = clock
 
     def handle_frame(self, caller: Caller, event: p.FrameEvent, reply: Reply) -> Hangup | None:
         """Handle one framed line: parse it, then carry it out or answer with `ERR`.
@@ -118,6 +134,8 @@ class Commands:
                 self._login(caller, user, password, reply)
             case _ if caller.user is None:
                 reply(p.Err("not-logged-in", "LOGIN <user> <password> first"))
+            case p.Say() | p.Tell() if left := self.room.muted_for(caller.user, self.clock()):
+                reply(p.Err("muted", f"you are muted for another {math.ceil(left)} s"))
             case p.Say(text):
                 self.room.say(caller, text)
             case p.Tell(user, text):
@@ -126,8 +144,52 @@ class Commands:
                 else:
                     reply(p.Err("no-such-user", f"{user} is not logged in"))
             case p.Who():
-                reply(p.Users(tuple(self.room.names())))
+                reply(p.Users(tuple(self.room.who())))
+            case p.Kick() | p.Mute() | p.Unlock() | p.ListThrottled():
+                self._moderate(caller, command, reply)
         return None
+
+    def _moderate(self, caller: Caller, command: p.Command, reply: Reply) -> None:
+        """The operator (teacher) commands. Everyone else gets `ERR forbidden`."""
+        if not caller.operator:
+            verb = _OPERATOR_VERBS[type(command)]
+            reply(p.Err("forbidden", f"only an operator may use {verb}"))
+            return
+        match command:
+            case p.Kick(user, reason):
+                why = f"kicked by {caller.user}" + (f": {reason}" if reason else "")
+                if self.room.kick(user, p.Err("kicked", why)) is None:
+                    reply(p.Err("no-such-user", f"{user} is not logged in"))
+                    return
+                log.warning("%s kicked %s (%s)", caller.label(), user, reason or "no reason")
+                reply(p.Ok(f"{user} kicked"))
+            case p.Mute(user, seconds):
+                if self.room.member(user) is None:
+                    reply(p.Err("no-such-user", f"{user} is not logged in"))
+                    return
+                length = p.DEFAULT_MUTE_SECONDS if seconds is None else seconds
+                self.room.mute(user, self.clock() + length if length else None)
+                log.warning("%s muted %s for %g s", caller.label(), user, length)
+                reply(p.Ok(f"{user} muted for {length:g} s" if length else f"{user} unmuted"))
+            case p.Unlock(target):
+                if target.startswith("@"):
+                    cleared = self.auth.unlock(source=target[1:])
+                elif p.valid_username(target):
+                    cleared = self.auth.unlock(user=target)
+                else:
+                    reply(p.Err("syntax", "usage: UNLOCK <user> or UNLOCK @<address>"))
+                    return
+                log.warning("%s unlocked %s (%d cleared)", caller.label(), target, cleared)
+                reply(p.Ok(f"{target} unlocked ({cleared} cool-downs cleared)"))
+            case p.ListThrottled():
+                reply(
+                    p.Throttled(
+                        tuple(
+                            f"{entry.account or ''}@{entry.source}={math.ceil(entry.retry_after)}"
+                            for entry in self.auth.throttled()
+                        )
+                    )
+                )
 
     def _login(self, caller: Caller, user: str, password: str, reply: Reply) -> None:
         if caller.user is not None:

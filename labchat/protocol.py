@@ -39,6 +39,10 @@ __all__ = [
     "Ping",
     "Pong",
     "Quit",
+    "Kick",
+    "Mute",
+    "Unlock",
+    "ListThrottled",
     "Hello",
     "Ok",
     "Err",
@@ -48,8 +52,11 @@ __all__ = [
     "Bye",
     "Join",
     "Leave",
+    "Throttled",
     "Command",
     "ServerMessage",
+    "DEFAULT_MUTE_SECONDS",
+    "MAX_MUTE_SECONDS",
     "encode",
     "encode_all",
     "parse_command",
@@ -103,8 +110,18 @@ ERROR_CODES = frozenset(
         "no-such-user",
         "syntax",
         "slow-consumer",
+        "replaced",
+        "forbidden",
+        "muted",
+        "kicked",
     }
 )
+
+#: How long `MUTE <user>` silences someone when no time is given: a few minutes of calm,
+#: not the rest of the lesson.
+DEFAULT_MUTE_SECONDS = 300
+#: The longest mute: a day. Anything longer is a job for `labchat deluser`.
+MAX_MUTE_SECONDS = 24 * 3600
 
 
 class LocalProtocolError(ValueError):
@@ -319,6 +336,38 @@ class Quit:
     pass
 
 
+# Operator (teacher) commands; the server refuses them from other users (ERR forbidden).
+
+
+@dataclass(frozen=True)
+class Kick:
+    """`KICK <user> [reason]`: close that user's connection (they may log in again)."""
+
+    user: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Mute:
+    """`MUTE <user> [seconds]`: refuse that user's SAY and TELL for a while; 0 unmutes."""
+
+    user: str
+    seconds: float | None = None  # None: DEFAULT_MUTE_SECONDS
+
+
+@dataclass(frozen=True)
+class Unlock:
+    """`UNLOCK <user>` or `UNLOCK @<address>`: end that account's (or address's) login
+    cool-downs now."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class ListThrottled:
+    """`THROTTLED`: which accounts and addresses are in a login cool-down."""
+
+
 # Server -> client messages.
 
 
@@ -371,8 +420,19 @@ class Leave:
     user: str
 
 
-Command = Login | Say | Tell | Who | Ping | Pong | Quit
-ServerMessage = Hello | Ok | Err | Msg | Priv | Users | Ping | Pong | Bye | Join | Leave
+@dataclass(frozen=True)
+class Throttled:
+    """`THROTTLED [entry ...]`, the answer to the operator's `THROTTLED`.
+
+    Each entry is ``<account>@<address>=<seconds>`` for one account from one address, or
+    ``@<address>=<seconds>`` for a whole address; seconds are whole, rounded up.
+    """
+
+    entries: tuple[str, ...] = ()
+
+
+Command = Login | Say | Tell | Who | Ping | Pong | Quit | Kick | Mute | Unlock | ListThrottled
+ServerMessage = Hello | Ok | Err | Msg | Priv | Users | Ping | Pong | Bye | Join | Leave | Throttled
 
 
 # --------------------------------------------------------------------------- encoding
@@ -417,6 +477,17 @@ def _text_of(event: Command | ServerMessage) -> str:
             return _join("PONG", _field(token, "token"))
         case Quit():
             return "QUIT"
+        case Kick(user, reason):
+            return _join("KICK", _word(user, "user"), _field(reason, "reason"))
+        case Mute(user, seconds):
+            shown = "" if seconds is None else f"{seconds:g}"
+            return _join("MUTE", _word(user, "user"), shown)
+        case Unlock(target):
+            return f"UNLOCK {_word(target, 'target')}"
+        case ListThrottled():
+            return "THROTTLED"
+        case Throttled(entries):
+            return " ".join(["THROTTLED", *(_word(e, "entry") for e in entries)])
         case Hello(text, version):
             return _join("HELLO", _word(version, "version"), _field(text, "text"))
         case Ok(detail):
@@ -452,7 +523,7 @@ def encode(event: Command | ServerMessage, *, limit: int | None = None) -> bytes
     """
     data = (_text_of(event) + "\n").encode("utf-8")
     if limit is None:
-        is_command = isinstance(event, Login | Say | Tell | Who | Quit)
+        is_command = isinstance(event, Login | Say | Tell | Who | Quit | Kick | Mute | Unlock)
         limit = MAX_LINE_BYTES if is_command else MAX_SERVER_LINE_BYTES
     if len(data) > limit:
         raise LocalProtocolError(f"line of {len(data)} bytes is over the {limit}-byte limit")
@@ -510,8 +581,41 @@ def parse_command(text: str) -> Command:
         return Ping(rest)
     if verb == "PONG":
         return Pong(rest)
+    if verb in _OPERATOR_VERBS:
+        return _parse_operator(verb, rest)
     shown = verb[:32] + ("..." if len(verb) > 32 else "")
     raise RemoteProtocolError("unknown-command", f"{shown!r} is not a labchat/1 command")
+
+
+_OPERATOR_VERBS = ("KICK", "MUTE", "UNLOCK", "THROTTLED")
+
+
+def _parse_operator(verb: str, rest: str) -> Command:
+    first, _, tail = rest.partition(" ")
+    if verb == "THROTTLED":
+        if rest.strip():
+            raise RemoteProtocolError("syntax", "usage: THROTTLED")
+        return ListThrottled()
+    if verb == "UNLOCK":
+        if not first or tail:
+            raise RemoteProtocolError("syntax", "usage: UNLOCK <user> or UNLOCK @<address>")
+        return Unlock(first)
+    if not first:
+        usage = "KICK <user> [reason]" if verb == "KICK" else "MUTE <user> [seconds]"
+        raise RemoteProtocolError("syntax", f"usage: {usage}")
+    if verb == "KICK":
+        return Kick(first, tail)
+    if not tail.strip():
+        return Mute(first)
+    try:
+        seconds = float(tail)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_MUTE_SECONDS:  # also NaN
+        raise RemoteProtocolError(
+            "syntax", f"usage: MUTE <user> [seconds], 0 to {MAX_MUTE_SECONDS} (0 unmutes)"
+        )
+    return Mute(first, seconds)
 
 
 def parse_server_line(text: str) -> ServerMessage:
@@ -544,6 +648,8 @@ def parse_server_line(text: str) -> ServerMessage:
         return Join(first)
     if verb == "LEAVE" and first:
         return Leave(first)
+    if verb == "THROTTLED":
+        return Throttled(tuple(rest.split()))
     raise RemoteProtocolError("syntax", f"not a labchat/1 server line: {text[:80]!r}")
 
 

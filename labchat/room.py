@@ -52,12 +52,22 @@ class Room:
         self._lock = threading.Lock()
         self._members: dict[str, Member] = {}
         self._everyone: tuple[Member, ...] = ()  # _members' values, rebuilt on join/leave
+        self._mutes: dict[str, float] = {}  # user -> when (monotonic) the mute ends
         self.accepted = 0  # SAY lines accepted so far (the room's sequence number)
 
     def names(self) -> list[str]:
         """The user names in the room, sorted."""
         with self._lock:
             return sorted(self._members)
+
+    def who(self) -> list[str]:
+        """The names as WHO shows them, sorted by name: operators as ``@name`` (the prefix
+        IRC's NAMES reply gives channel operators, RFC 2812 section 5.1)."""
+        with self._lock:
+            return [
+                f"@{name}" if self._members[name].operator else name
+                for name in sorted(self._members)
+            ]
 
     def member(self, user: str) -> Member | None:
         """The member logged in as *user*, or None."""
@@ -109,9 +119,15 @@ class Room:
         _wake(woken)
 
     def say(self, member: Member, text: str) -> None:
-        """Relay `MSG <user> <text>` to every member, *member* included, in the room's order."""
+        """Relay `MSG <user> <text>` to every member, *member* included, in the room's order.
+
+        Nothing happens if *member* is no longer the one in the room under its name (kicked,
+        or replaced by a new login while its last lines were still being handled).
+        """
         data = p.encode(p.Msg(member.user or "?", text))
         with self._lock:
+            if not self._is_in(member):
+                return
             self.accepted += 1
             woken = self._fan_out(data)
         _wake(woken, skip=member)
@@ -121,12 +137,48 @@ class Room:
         data = p.encode(p.Priv(sender.user or "?", text))
         with self._lock:
             target = self._members.get(user)
-            if target is None:
+            if target is None or not self._is_in(sender):
                 return False
             target.queue(data)
         if target is not sender:
             target.wake()
         return True
+
+    def kick(self, user: str, farewell: p.ServerMessage) -> Member | None:
+        """Remove *user* now (everyone else sees `LEAVE <user>`) and close its connection
+        after *farewell*. Returns the member, or None if *user* is not in the room."""
+        with self._lock:
+            member = self._members.pop(user, None)
+            if member is None:
+                return None
+            self._everyone = tuple(self._members.values())
+            woken = self._fan_out(p.encode(p.Leave(user)))
+        _wake(woken)
+        member.close_soon("kicked", farewell)
+        return member
+
+    def mute(self, user: str, until: float | None) -> None:
+        """Silence *user* until the monotonic time *until* (None: not any more). A mute
+        belongs to the name, so logging in again does not end it."""
+        with self._lock:
+            if until is None:
+                self._mutes.pop(user, None)
+            else:
+                self._mutes[user] = until
+
+    def muted_for(self, user: str, now: float) -> float:
+        """Seconds *user* stays muted (0.0: not muted). Ended mutes are forgotten here."""
+        with self._lock:
+            until = self._mutes.get(user)
+            if until is None:
+                return 0.0
+            if until <= now:
+                del self._mutes[user]
+                return 0.0
+            return until - now
+
+    def _is_in(self, member: Member) -> bool:
+        return member.user is not None and self._members.get(member.user) is member
 
     def _fan_out(self, data: bytes, skip: Member | None = None) -> tuple[Member, ...]:
         # Called with the lock held: only queue here, and let the caller wake the members

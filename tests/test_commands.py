@@ -28,14 +28,27 @@ class FakeMember:
 
     def __init__(self, source: str = "127.0.0.1", port: int = 40000) -> None:
         self.user: str | None = None
+        self.operator = False
+        self.cert_name: str | None = None
         self.source = source
         self.port = port
         self.received: list[p.ServerMessage] = []
         self.wakes = 0
+        self.closed: tuple[str, p.ServerMessage | None] | None = None
 
-    def queue(self, data: bytes) -> None:
+    def queue(self, data: bytes, *, force: bool = False) -> None:
         for line in data.decode("utf-8").splitlines():
             self.received.append(p.parse_server_line(line))
+
+    def hand_over(self, farewell: p.ServerMessage) -> bytes:
+        # Nothing is ever written here: everything queued is still unsent.
+        unsent = p.encode_all(self.received)
+        self.received = []
+        self.close_soon("replaced", farewell)
+        return unsent
+
+    def close_soon(self, reason: str, farewell: p.ServerMessage | None) -> None:
+        self.closed = (reason, farewell)
 
     def wake(self) -> None:
         self.wakes += 1
@@ -59,9 +72,11 @@ class Harness:
         store = UserStore(tmp / "users.json", **FAST_HASH)
         for name in ("alice", "bob", "carol"):
             store.add(name, PASSWORD)
+        store.add("teacher", PASSWORD, operator=True)
         self.throttle = LoginThrottle(clock=lambda: self.now)
         self.room = Room()
-        self.commands = Commands(self.room, Authenticator(store, throttle=self.throttle))
+        self.auth = Authenticator(store, throttle=self.throttle)
+        self.commands = Commands(self.room, self.auth, clock=lambda: self.now)
 
     def run(self, member: FakeMember, command: p.Command) -> tuple[list, Hangup | None]:
         """Handle *command*; return (replies, hangup). Replies go into the member's own
@@ -81,7 +96,13 @@ class Harness:
         replies, hangup = self.run(member, p.Login(user, PASSWORD))
         assert (replies, hangup) == ([], None)
         assert member.take() == [p.Ok(user)]  # queued by the room, under its lock
+        for other in self.others(member):
+            other.take()  # the JOIN
         return member
+
+    def others(self, member: FakeMember) -> list[FakeMember]:
+        found = [self.room.member(name) for name in self.room.names()]
+        return [m for m in found if isinstance(m, FakeMember) and m is not member]
 
 
 @pytest.fixture
@@ -94,6 +115,7 @@ def h(tmp_path: Path) -> Harness:
 
 def test_Commands_login_joins_the_room_and_tells_the_others(h: Harness) -> None:
     alice = h.login("alice")
+    alice.wakes = 0
     bob = FakeMember()
     h.run(bob, p.Login("bob", PASSWORD))
     assert bob.user == "bob"
@@ -187,6 +209,135 @@ def test_Commands_leave_tells_the_others(h: Harness) -> None:
     assert alice.take() == [p.Leave("bob")]
     h.room.leave(bob)  # twice is harmless
     assert alice.take() == [] and h.room.names() == ["alice"]
+
+
+# --------------------------------------------------------------------------- takeover
+
+
+def test_Commands_login_again_takes_the_session_over(h: Harness) -> None:
+    ghost, bob = h.login("alice", "10.0.0.21"), h.login("bob")
+    for i in range(3):
+        h.run(bob, p.Say(f"line {i}"))  # queued for the ghost, never written
+    bob.take()
+    back = FakeMember("10.0.0.22", 50000)
+    replies, _ = h.run(back, p.Login("alice", PASSWORD))
+    assert replies == []
+    got = back.take()
+    assert got[0] == p.Ok("alice (took over from alice@10.0.0.21:40000; 3 unsent lines follow)")
+    assert got[1:] == [p.Msg("bob", f"line {i}") for i in range(3)]  # nothing lost
+    assert ghost.closed == (
+        "replaced",
+        p.Err("replaced", "alice logged in again on another connection"),
+    )
+    assert bob.take() == []  # no LEAVE, no JOIN: alice never left
+    assert h.room.names() == ["alice", "bob"] and h.room.member("alice") is back
+    # The ghost can say nothing any more, even if a line of it was still being handled.
+    h.run(ghost, p.Say("from the grave"))
+    assert bob.take() == [] and h.room.accepted == 3
+    # What the old connection does when it ends does not touch the new one.
+    h.room.leave(ghost)
+    assert h.room.names() == ["alice", "bob"] and bob.take() == []
+
+
+# --------------------------------------------------------------------------- moderation
+
+
+def test_Commands_who_shows_operators_with_at(h: Harness) -> None:
+    h.login("teacher"), h.login("alice")
+    bob = h.login("bob")
+    assert h.run(bob, p.Who()) == ([p.Users(("alice", "bob", "@teacher"))], None)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [p.Kick("alice"), p.Mute("alice", 10), p.Unlock("alice"), p.ListThrottled()],
+    ids=repr,
+)
+def test_Commands_moderation_is_for_operators_only(h: Harness, command: p.Command) -> None:
+    h.login("alice")
+    bob = h.login("bob")
+    replies, _ = h.run(bob, command)
+    assert len(replies) == 1 and replies[0].code == "forbidden"  # type: ignore[union-attr]
+    assert h.room.names() == ["alice", "bob"]
+    assert h.run(FakeMember(), command)[0][0].code == "not-logged-in"  # type: ignore[union-attr]
+
+
+def test_Commands_kick(h: Harness) -> None:
+    teacher, alice, bob = h.login("teacher"), h.login("alice"), h.login("bob")
+    assert h.run(teacher, p.Kick("bob", "spamming")) == ([p.Ok("bob kicked")], None)
+    assert bob.closed == ("kicked", p.Err("kicked", "kicked by teacher: spamming"))
+    assert alice.take() == [p.Leave("bob")] and teacher.take() == [p.Leave("bob")]
+    h.run(bob, p.Say("one more"))  # a line that was already on its way: not relayed
+    assert alice.take() == []
+    replies, _ = h.run(teacher, p.Kick("bob"))
+    assert replies == [p.Err("no-such-user", "bob is not logged in")]
+    h.login("bob")  # a kick is not a ban
+
+
+def test_Commands_mute_and_unmute(h: Harness) -> None:
+    teacher, alice = h.login("teacher"), h.login("alice")
+    assert h.run(teacher, p.Mute("alice", 60)) == ([p.Ok("alice muted for 60 s")], None)
+    h.now += 10
+    for command in (p.Say("hi"), p.Tell("teacher", "please")):
+        assert h.run(alice, command) == ([p.Err("muted", "you are muted for another 50 s")], None)
+    assert teacher.take() == []
+    # Logging in again does not end it.
+    again = FakeMember("10.0.0.9")
+    h.run(again, p.Login("alice", PASSWORD))
+    assert h.run(again, p.Say("hi"))[0][0].code == "muted"  # type: ignore[union-attr]
+    h.now += 51
+    h.run(again, p.Say("back"))
+    assert teacher.take()[-1] == p.Msg("alice", "back")
+    h.run(teacher, p.Mute("alice"))
+    assert h.run(again, p.Say("x"))[0] == [p.Err("muted", "you are muted for another 300 s")]
+    assert h.run(teacher, p.Mute("alice", 0)) == ([p.Ok("alice unmuted")], None)
+    assert h.run(again, p.Say("free")) == ([], None)
+    replies, _ = h.run(teacher, p.Mute("nobody"))
+    assert replies == [p.Err("no-such-user", "nobody is not logged in")]
+
+
+def test_Commands_unlock_and_throttled(h: Harness) -> None:
+    teacher = h.login("teacher")
+    guesser = FakeMember("10.0.0.66")
+    for _ in range(5):
+        h.run(guesser, p.Login("alice", "wrong password"))
+    for _ in range(5):
+        h.run(guesser, p.Login("no/such/name", "wrong password"))
+    h.now += 2
+    assert h.run(teacher, p.ListThrottled()) == (
+        [p.Throttled(("alice@10.0.0.66=28", "*@10.0.0.66=28"))],
+        None,
+    )
+    assert h.run(guesser, p.Login("alice", PASSWORD))[0][0].code == "throttled"  # type: ignore[union-attr]
+    replies, _ = h.run(teacher, p.Unlock("alice"))
+    assert replies == [p.Ok("alice unlocked (1 cool-downs cleared)")]
+    assert h.run(guesser, p.Login("alice", PASSWORD)) == ([], None)
+    assert h.run(teacher, p.ListThrottled()) == ([p.Throttled(("*@10.0.0.66=28",))], None)
+    replies, _ = h.run(teacher, p.Unlock("@10.0.0.66"))
+    assert replies == [p.Ok("@10.0.0.66 unlocked (2 cool-downs cleared)")]  # pair, bucket
+    assert h.run(teacher, p.ListThrottled()) == ([p.Throttled(())], None)
+
+
+# --------------------------------------------------------------------------- mutual TLS
+
+
+def test_Commands_require_cert_user(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    import labchat.auth
+
+    checks: list[str] = []
+    real = labchat.auth.verify_password
+    monkeypatch.setattr(
+        labchat.auth, "verify_password", lambda r, pw: checks.append(pw) or real(r, pw)
+    )
+    commands = Commands(h.room, h.auth, require_cert_user=True)
+    member = FakeMember()
+    member.cert_name = "alice"
+    replies: list[p.ServerMessage] = []
+    commands.handle(member, p.Login("bob", PASSWORD), replies.append)
+    assert replies == [p.Err("auth", "your client certificate is for alice; log in as that")]
+    assert checks == []  # refused before any hash
+    commands.handle(member, p.Login("alice", PASSWORD), replies.append)
+    assert member.user == "alice" and len(checks) == 1
 
 
 # --------------------------------------------------------------------------- framing

@@ -131,6 +131,14 @@ COMMANDS = [
     (p.Pong("tok"), b"PONG tok\n"),
     (p.Pong(), b"PONG\n"),
     (p.Quit(), b"QUIT\n"),
+    (p.Kick("bob"), b"KICK bob\n"),
+    (p.Kick("bob", "spamming the room"), b"KICK bob spamming the room\n"),
+    (p.Mute("bob"), b"MUTE bob\n"),
+    (p.Mute("bob", 90.0), b"MUTE bob 90\n"),
+    (p.Mute("bob", 0.5), b"MUTE bob 0.5\n"),
+    (p.Unlock("alice"), b"UNLOCK alice\n"),
+    (p.Unlock("@10.0.0.7"), b"UNLOCK @10.0.0.7\n"),
+    (p.ListThrottled(), b"THROTTLED\n"),
 ]
 
 
@@ -175,6 +183,15 @@ def test_parse_command_keeps_spaces_in_text() -> None:
         ("SAY a\rb", "encoding"),
         ("PING x\ry", "encoding"),
         ("LOGIN alice pass\rword", "encoding"),
+        ("KICK", "syntax"),
+        ("MUTE", "syntax"),
+        ("MUTE bob soon", "syntax"),
+        ("MUTE bob -5", "syntax"),
+        ("MUTE bob 86401", "syntax"),
+        ("MUTE bob inf", "syntax"),
+        ("UNLOCK", "syntax"),
+        ("UNLOCK alice bob", "syntax"),
+        ("THROTTLED please", "syntax"),
         ("SAY \x1b[2J", "encoding"),
         ("TELL bob \u202eevil", "encoding"),
         ("SAY one\u2028two", "encoding"),
@@ -214,6 +231,12 @@ SERVER_LINES = [
     (p.Bye(), b"BYE\n"),
     (p.Join("carol"), b"JOIN carol\n"),
     (p.Leave("carol"), b"LEAVE carol\n"),
+    (p.Users(("@teacher", "alice")), b"USERS @teacher alice\n"),
+    (
+        p.Throttled(("alice@10.0.0.5=28", "@10.0.0.9=3")),
+        b"THROTTLED alice@10.0.0.5=28 @10.0.0.9=3\n",
+    ),
+    (p.Throttled(()), b"THROTTLED\n"),
 ]
 
 
@@ -325,6 +348,9 @@ server_messages = st.one_of(
     st.builds(p.Bye, _text),
     st.builds(p.Join, _names),
     st.builds(p.Leave, _names),
+    st.builds(
+        p.Throttled, st.lists(_names.map(lambda n: f"{n}@10.0.0.1=5"), max_size=4).map(tuple)
+    ),
 )
 
 commands = st.one_of(
@@ -335,6 +361,10 @@ commands = st.one_of(
     st.builds(p.Ping, _text),
     st.builds(p.Pong, _text),
     st.just(p.Quit()),
+    st.builds(p.Kick, _names, _text.filter(lambda t: t == t.strip())),
+    st.builds(p.Mute, _names, st.none() | st.integers(0, p.MAX_MUTE_SECONDS).map(float)),
+    st.builds(p.Unlock, _names | _names.map(lambda n: "@" + n)),
+    st.just(p.ListThrottled()),
 )
 
 
