@@ -576,10 +576,12 @@ class Authenticator:
         max_concurrent_hashes: How many scrypt computations may run at once. Each costs
             128 * N * r bytes (16 MiB by default), so 4 bounds hashing at 64 MiB however
             many learners press Enter together; the rest wait their turn.
-        hashes_per_source: How many of those one client address may hold at once. The
-            slots go to the waiting address that holds fewest (`FairSlots`): one address's
-            failed-login flood always leaves room, and a classmate's login waits for at most
-            one hash to end rather than for the whole flood.
+        hashes_per_source: How many of those one client address may hold at once (1: on
+            the one CPU `labchat serve` uses, a second hash per address would not let a class
+            behind one NAT log in any faster, only let one address take more of the CPU).
+            The slots go to the waiting address that holds fewest (`FairSlots`): one
+            address's failed-login flood always leaves room, and a classmate's login waits
+            for at most one hash to end rather than for the whole flood.
 
     Raises:
         ValueError: If a number of hashes is less than 1.
@@ -591,7 +593,7 @@ class Authenticator:
         *,
         throttle: LoginThrottle | None = None,
         max_concurrent_hashes: int = 4,
-        hashes_per_source: int = 2,
+        hashes_per_source: int = 1,
     ) -> None:
         if max_concurrent_hashes < 1 or hashes_per_source < 1:
             raise ValueError("max_concurrent_hashes and hashes_per_source must be at least 1")

@@ -70,7 +70,7 @@ class Limits:
     source_failures: int = 100
     source_interval: float = 3.0
     max_hashes: int = 4
-    hashes_per_source: int = 2
+    hashes_per_source: int = 1
 
     @classmethod
     def names(cls) -> list[str]:

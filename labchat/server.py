@@ -58,7 +58,8 @@ def source_of(peer: tuple) -> str:
 
     IPv4 addresses as they are (an IPv4-mapped IPv6 address as its IPv4 form); IPv6 by its
     /64 prefix, because one IPv6 host usually owns a whole /64 and could otherwise count as
-    2**64 classmates (UnrealIRCd's default-ipv6-clone-mask is 64 for the same reason).
+    2**64 classmates. (OpenSSH groups addresses the same way for PerSourceMaxStartups with
+    PerSourceNetBlockSize; IRC servers count IPv6 clones per /64.)
     """
     address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address):

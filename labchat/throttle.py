@@ -333,8 +333,8 @@ class FairSlots:
     fairly: when a slot frees up, the waiting key that holds the fewest slots goes first
     (the one that has waited longest among equals).
 
-    Used for scrypt: 4 hashes at once bound the memory (16 MiB each), 2 per source address
-    mean one address's failed-login flood always leaves slots for everybody else, and a
+    Used for scrypt: 4 hashes at once bound the memory (16 MiB each), 1 per source address
+    means one address's failed-login flood always leaves slots for everybody else, and a
     newcomer's hash starts as soon as any hash ends, not after the flood's queue.
 
     Args:
