@@ -706,3 +706,72 @@ def test_plaintext_hint_always_arrives(lab: Lab) -> None:
             assert lines(data) == [hint], f"run {i}: {data!r}"
             assert not reset, f"run {i}: the server reset the connection"
         assert_room_works(lab, server)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def labchat_cli(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "labchat", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("labchat: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_cli_refuses_control_characters_in_certificate_names(tmp_path: Path) -> None:
+    assert labchat_cli("certs", "--dir", "certs", cwd=tmp_path).returncode == 0
+    result = labchat_cli("certs", "--dir", "certs", "--client", "nl\n", cwd=tmp_path)
+    assert_one_error_line(result, "control character")
+    assert not [f for f in (tmp_path / "certs").iterdir() if f.name.startswith("client-")]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX symlinks")
+def test_cli_serve_refuses_a_keylog_symlink(lab: Lab, tmp_path: Path) -> None:
+    (tmp_path / "victim").write_text("not yours\n")
+    (tmp_path / "keys.log").symlink_to(tmp_path / "victim")
+    result = labchat_cli(
+        "serve", "--port", "0", "--certs", str(lab.certs.directory),
+        "--users", str(lab.store.path), "--keylog", "keys.log",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_error_line(result, "keys.log", "symbolic link")
+    assert (tmp_path / "victim").read_text() == "not yours\n"
+
+
+def test_cli_serve_require_cert_user_needs_client_ca(lab: Lab, tmp_path: Path) -> None:
+    result = labchat_cli(
+        "serve", "--port", "0", "--certs", str(lab.certs.directory),
+        "--users", str(lab.store.path), "--require-cert-user",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_error_line(result, "client_ca")
+
+
+def test_cli_adduser_operator_is_shown_in_who(lab: Lab, tmp_path: Path) -> None:
+    users = tmp_path / "users.json"
+    result = labchat_cli(
+        "adduser", "teacher", "--operator", "--users", str(users), "--password-stdin",
+        cwd=tmp_path, stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "operator" in result.stdout
+    store = UserStore(users, **{"n": 2**10, "r": 8, "p": 1})
+    store.add("alice", PASSWORD)
+    assert store.is_operator("teacher") and not store.is_operator("alice")
+    with lab.server(users=store) as server:
+        with lab.login(server, "teacher") as teacher, lab.login(server, "alice") as alice:
+            assert alice.who() == ["alice", "@teacher"]
+            teacher.kick("alice", "demo")
