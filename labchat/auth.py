@@ -241,6 +241,7 @@ def verify_password(record: dict[str, Any], password: str) -> bool:
 # --- the users file --------------------------------------------------------------------------
 
 _FILE_VERSION = 1
+_RECORD_ORDER = ("scheme", "n", "r", "p", "salt", "hash", "operator")
 
 
 class UserStore:
@@ -380,7 +381,12 @@ class UserStore:
         self.refresh()
         with self._lock:
             record = self._users.get(name) if isinstance(name, str) else None
-            return dict(record) if record is not None else None
+            if record is None:
+                return None
+            # The order hash_password makes, whether the record came from memory or from the
+            # file (written with sorted keys): shown to learners, it should read the same.
+            ordered = {k: record[k] for k in _RECORD_ORDER if k in record}
+            return ordered | {k: v for k, v in record.items() if k not in ordered}
 
     # changing
 

@@ -642,3 +642,12 @@ def test_UserStore_operator_role(tmp_path):
     again.add("teacher", PASSWORD + "2", replace=True)  # the role is what the change says
     assert not UserStore(store.path).is_operator("teacher")
     assert auth.verify_password(again.record("alice"), PASSWORD)
+
+
+def test_UserStore_record_keys_in_one_order_from_memory_or_file(tmp_path):
+    store = UserStore(tmp_path / "users.json", **FAST)
+    store.add("alice", PASSWORD)
+    store.add("bob", PASSWORD, operator=True)  # alice's record now comes from the file
+    for name in ("alice", "bob"):
+        assert list(store.record(name))[:6] == ["scheme", "n", "r", "p", "salt", "hash"]
+    assert list(UserStore(store.path).record("bob"))[-1] == "operator"
