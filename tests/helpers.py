@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-__all__ = ["TIMEOUT", "wait_until"]
+__all__ = ["TIMEOUT", "FakeClock", "wait_until"]
 
 #: Seconds any single wait in a test may take before it counts as a hang.
 TIMEOUT = 5.0
@@ -31,3 +31,16 @@ def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(0.01)
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand: pass it as ``clock=`` (LoginThrottle, ...)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from helpers import FakeClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,19 +40,6 @@ from labchat.protocol import USERNAME_RE
 FAST = {"n": 2**10, "r": 8, "p": 1}
 PASSWORD = "correct horse battery"
 WRONG = "wrong horse battery"
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

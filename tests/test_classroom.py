@@ -40,6 +40,10 @@ from labchat.client import ChatError, Client, LoginError
 from labchat.server import Limits, Server
 from labchat.tls import client_context
 
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # for bench.attacks, as in test_bench_smoke.py
+    sys.path.insert(0, str(ROOT))
+
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="needs Linux: any 127.0.0.0/8 source address"
 )
@@ -405,34 +409,15 @@ def test_chat_shows_control_characters_from_the_network_escaped(
 
 @pytest.fixture(scope="module")
 def ffdhe8192_hello() -> bytes:
-    """A real TLS 1.3 ClientHello that offers only ffdhe8192, recorded from openssl s_client."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
+    """A real TLS 1.3 ClientHello that offers only ffdhe8192, recorded from openssl s_client
+    (bench/attacks.py replays the same one)."""
+    if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed (.ci/run installs it)")
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.settimeout(10.0)
-        port = listener.getsockname()[1]
-        client = subprocess.Popen(
-            [openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3"]
-            + ["-groups", "ffdhe8192", "-servername", "localhost"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            conn, _ = listener.accept()
-            with conn:
-                conn.settimeout(10.0)
-                record = b""
-                while len(record) < 5 or len(record) < 5 + int.from_bytes(record[3:5], "big"):
-                    chunk = conn.recv(65536)
-                    assert chunk, "s_client closed before its ClientHello"
-                    record += chunk
-        finally:
-            client.kill()
-            client.communicate(timeout=10)
-    assert record[0] == 0x16 and len(record) > 1024  # a handshake record with a 1 KiB share
-    return record
+    from bench.attacks import ffdhe8192_hello as record
+
+    hello = record()
+    assert hello[0] == 0x16 and len(hello) > 1024  # a handshake record with a 1 KiB share
+    return hello
 
 
 def test_ffdhe_replay_flood_costs_the_class_nothing(lab: Lab, ffdhe8192_hello: bytes) -> None:

@@ -7,22 +7,9 @@ import threading
 import time
 
 import pytest
-from helpers import wait_until
+from helpers import FakeClock, wait_until
 
 from labchat.throttle import FairSlots, LoginThrottle, ThrottleEntry
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
