@@ -66,13 +66,22 @@ class Setup:
 
 
 @contextlib.contextmanager
-def serve(setup: Setup) -> Iterator[int]:
-    """`labchat serve` with every default limit; yields its port."""
+def serve(setup: Setup, root: Path | None = None) -> Iterator[int]:
+    """`labchat serve` with every default limit; yields its port.
+
+    *root*: run the ``labchat`` package of another checkout (e.g. /work/main, to measure
+    before and after on the same machine at the same time); `python -m` puts the working
+    directory first on sys.path.
+    """
     port = free_port()
     cmd = [sys.executable, "-m", "labchat", "serve", "--host", HOST, "--port", str(port)]
     cmd += ["--certs", str(setup.certs.directory), "--users", str(setup.users)]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        cwd=root,
     )
     try:
         wait_port(port, timeout=60.0, proc=proc)  # a busy machine starts Python slowly
@@ -285,8 +294,20 @@ def ffdhe8192_hello() -> bytes:
 # --------------------------------------------------------------------------- the runs
 
 
-def run(quick: bool = False, log: Callable[..., None] = log) -> dict:
-    """Every attack; returns the results (also what bench.run stores)."""
+def run(
+    quick: bool = False,
+    log: Callable[..., None] = log,
+    root: Path | None = None,
+    guessing: bool = True,
+) -> dict:
+    """Every attack; returns the results (also what bench.run stores).
+
+    Args:
+        quick: fewer logins per attack and a shorter guessing window.
+        log: where the progress lines go.
+        root: measure another checkout's server (see `serve`).
+        guessing: also measure guesses per hour (only meaningful for this checkout).
+    """
     rounds = 5 if quick else 10
     window = 35.0 if quick else 95.0  # guessing: 5 now, 5 after 30 s, 5 after 90 s
     settle = 2.0 if quick else 3.0
@@ -305,16 +326,16 @@ def run(quick: bool = False, log: Callable[..., None] = log) -> dict:
                 f" ms; {r['ok']}/{rounds} ok" + (f" {r['errors']}" if r["errors"] else "")
             )
 
-        with serve(setup) as port:
+        with serve(setup, root) as port:
             row("none (baseline)", port)
         for kind in ("tcp", "tls"):
-            with serve(setup) as port:
+            with serve(setup, root) as port:
                 args = (port, setup.ca, _address(1), kind, 600, _SPAWN.Event())
                 with attackers([(slot_flood, args)]):
                     time.sleep(settle * 2)
                     row(f"slot flood, 600 {kind.upper()} connections, 1 address", port)
         for count in (8, 32):
-            with serve(setup) as port:
+            with serve(setup, root) as port:
                 done = _SPAWN.Value("l", 0)
                 halt = _SPAWN.Event()
                 each = count // 4  # four processes of replaying threads
@@ -327,7 +348,7 @@ def run(quick: bool = False, log: Callable[..., None] = log) -> dict:
                     row(f"ffdhe8192 ClientHello replay, {count} addresses", port)
                     rate = (done.value - start) / (time.monotonic() - t0)
                 results["rows"][-1]["replays_per_s_so_far"] = round(rate)
-        with serve(setup) as port:
+        with serve(setup, root) as port:
             done = _SPAWN.Value("l", 0)
             flood = (port, setup.ca, _address(5), 16, done, _SPAWN.Event())
             with attackers([(login_flood, flood)]):
@@ -335,8 +356,10 @@ def run(quick: bool = False, log: Callable[..., None] = log) -> dict:
                 row("failed-login flood, 16 connections, 1 address", port)
             results["rows"][-1]["failed_logins"] = done.value
 
+        if not guessing:
+            return results
         log(f"\n  guessing for {window:.0f} s (an account from one address; one address's spray)")
-        with serve(setup) as port:
+        with serve(setup, root) as port:
             q = _SPAWN.Queue()
             with attackers(
                 [
@@ -386,6 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer logins, shorter guessing")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument(
+        "--before",
+        metavar="DIR",
+        help="first run the attacks (not the guessing) against the labchat of checkout DIR, "
+        "e.g. the commit before issue 11, for a before/after on the same machine",
+    )
     args = ap.parse_args(argv)
     raise_nofile()
     m = machine()
@@ -393,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     log("\n== Classroom attacks against labchat serve (defaults), a classmate logging in")
     t0 = time.monotonic()
     res = {"machine": m, "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+    if args.before:
+        log(f"\n-- before: the server of {args.before}")
+        res["before"] = run(quick=args.quick, root=Path(args.before), guessing=False)
+        log("\n-- after: this checkout")
     res["attacks"] = run(quick=args.quick)
     res["elapsed_s"] = time.monotonic() - t0
     out = Path(args.out)

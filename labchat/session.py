@@ -306,15 +306,25 @@ class Session:
 
         Returns every line not yet completely written to this connection: the rest of the
         chunk being written, from the start of its first line not fully taken by the socket,
-        then everything still queued. The session writes nothing more of them, sends
-        *farewell* and closes. A line may so reach both connections, but none reaches
-        neither.
+        then everything still queued. The session takes nothing more from its outbox; it
+        finishes the write it is in the middle of if the connection takes it (TLS cannot drop
+        half a record), sends *farewell* and closes. A line may so reach both connections,
+        but none reaches neither. If this connection had fallen so far behind that lines were
+        dropped (slow consumer), an `ERR slow-consumer` line at the end says so.
         """
         with self._write_lock:
             self._handed_over = True
             chunk, sent = self._inflight, self._sent
             start = chunk.rfind(b"\n", 0, sent) + 1 if sent < len(chunk) else len(chunk)
             unsent = chunk[start:] + self.outbox.take()
+        if self._slow:
+            unsent += p.encode(
+                p.Err(
+                    "slow-consumer",
+                    f"your previous connection fell more than {self.limits.outbox_bytes} bytes "
+                    "behind; lines after that were not kept",
+                )
+            )
         if unsent:
             log.info("%s: %d unsent bytes move to the new connection", self.label(), len(unsent))
         self.close_soon("replaced by a new login", farewell)
