@@ -37,7 +37,7 @@ from pathlib import Path
 from bench.common import HOST, RESULTS, free_port, machine, raise_nofile, stop, wait_port
 from labchat.auth import UserStore
 from labchat.certs import create_lab_certs
-from labchat.client import Client, LoginError
+from labchat.client import ChatError, Client, LoginError
 from labchat.limits import Limits
 from labchat.tls import client_context
 
@@ -110,7 +110,7 @@ def measure(port: int, ca: str, rounds: int) -> dict:
     for _ in range(rounds):
         try:
             login, total = classmate(port, ca)
-        except (OSError, LoginError) as exc:
+        except (OSError, ChatError) as exc:  # ERR busy, a refused login, a reset, a timeout
             errors.append(f"{type(exc).__name__}: {exc}")
             continue
         logins.append(login)
