@@ -61,7 +61,10 @@ def source_of(peer: tuple) -> str:
     2**64 classmates. (OpenSSH groups addresses the same way for PerSourceMaxStartups with
     PerSourceNetBlockSize; IRC servers count IPv6 clones per /64.)
     """
-    address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    host = str(peer[0])
+    if ":" not in host:
+        return host  # IPv4, as the kernel wrote it: the common case, on every accept
+    address = ipaddress.ip_address(host.split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return str(address.ipv4_mapped)
@@ -314,11 +317,6 @@ class Server:
             self._listener = None
 
     def _admit(self, sock: socket.socket, peer: tuple) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # Bound the kernel's send buffer too: Linux grows it up to tcp_wmem's maximum (4 MiB)
-        # for a client that does not read, which would hold megabytes per client before
-        # outbox_bytes ever applies. The kernel doubles the value for its bookkeeping.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.outbox_bytes)
         source = source_of(peer)
         with self._sessions_lock:
             over = self._pending.get(source, 0) >= self.limits.max_pending_per_source
@@ -330,6 +328,11 @@ class Server:
         if over:
             self._refuse_source(sock, source)
             return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Bound the kernel's send buffer too: Linux grows it up to tcp_wmem's maximum (4 MiB)
+        # for a client that does not read, which would hold megabytes per client before
+        # outbox_bytes ever applies. The kernel doubles the value for its bookkeeping.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.outbox_bytes)
         if full:
             self._reject_busy(sock, peer)
             return

@@ -583,3 +583,19 @@ def test_Server_as_context_manager(lab_certs, users) -> None:
 def test_Server_missing_certificates(tmp_path, users) -> None:
     with pytest.raises(FileNotFoundError, match="labchat certs"):
         Server(port=0, certs_dir=tmp_path / "nowhere", users=users)
+
+
+@pytest.mark.parametrize(
+    ("peer", "source"),
+    [
+        (("127.0.0.7", 5000), "127.0.0.7"),
+        (("::ffff:10.0.0.5", 5000, 0, 0), "10.0.0.5"),
+        (("2001:db8:1:2:3:4:5:6", 5000, 0, 0), "2001:db8:1:2::/64"),
+        (("2001:db8:1:2::ffff", 5000, 0, 0), "2001:db8:1:2::/64"),
+        (("fe80::1%eth0", 5000, 0, 2), "fe80::/64"),
+    ],
+)
+def test_source_of_counts_ipv6_per_64(peer: tuple, source: str) -> None:
+    from labchat.server import source_of
+
+    assert source_of(peer) == source
