@@ -229,8 +229,10 @@ def guesser(port: int, ca: str, src: str, account: str | None, seconds: float, o
                 # The reply says how long; a patient guesser comes back just then.
                 wait = float(exc.text.rsplit("retry in ", 1)[-1].split()[0] or 1)
                 time.sleep(min(max(wait, 0.05), stop_at - time.monotonic() + 0.01))
-            else:
-                checked += 1
+            elif exc.code == "auth":
+                checked += 1  # the password was checked (and was wrong)
+            # else: ERR timeout (login_timeout on this never-logged-in connection): the
+            # next send fails and the guesser reconnects
         except OSError:  # the server ended the connection (login_timeout): reconnect
             client.close()
             client = Client(HOST, port, cafile=ca, timeout=60.0, source_address=(src, 0))
