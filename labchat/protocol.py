@@ -544,10 +544,9 @@ def parse_command(text: str) -> Command:
     Verbs are case-insensitive so a learner typing into `nc` can write `login`.
 
     Raises:
-        RemoteProtocolError: with code `syntax` or `unknown-command`.
+        RemoteProtocolError: with code `encoding` (a forbidden code point), `syntax` or
+            `unknown-command`.
     """
-    if not text.strip():
-        raise RemoteProtocolError("syntax", "empty line; try WHO, SAY <text> or QUIT")
     at = find_forbidden(text)
     if at is not None:
         # Refused as a whole, before anything of it is relayed (issue 11): an ESC redraws a
@@ -558,6 +557,8 @@ def parse_command(text: str) -> Command:
             "encoding",
             f"control character U+{ord(text[at]):04X} at column {at + 1} is not allowed",
         )
+    if not text.strip():  # after: str.strip() also eats NEL, U+2028, VT and FF
+        raise RemoteProtocolError("syntax", "empty line; try WHO, SAY <text> or QUIT")
     verb, rest = _split_verb(text)
     if verb == "LOGIN":
         user, _, password = rest.partition(" ")

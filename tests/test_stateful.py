@@ -137,8 +137,12 @@ class ChatRoom(RuleBasedStateMachine):
         slot = self._pick(data, logged_in=False)
         conn = self.conns[slot]
         name = NAMES[slot]
+        # After a takeover another slot may hold this name: this login takes it back.
+        holder = next((s for s, c in self.conns.items() if c.user == name), None)
         conn.client.login(name, PASSWORD)
         conn.user = name
+        if holder is not None:
+            self._replaced(self.conns.pop(holder))
 
     @rule(slot=SLOTS, other=SLOTS)
     def login_as_someone_logged_in(self, slot: int, other: int) -> None:
@@ -151,6 +155,9 @@ class ChatRoom(RuleBasedStateMachine):
         old = self.conns.pop(old_slot)
         conn.client.login(name, PASSWORD)
         conn.user = name
+        self._replaced(old)
+
+    def _replaced(self, old: Conn) -> None:
         # The invariant synced the old connection after the last step, so it had nothing
         # unsent: it gets ERR replaced and is closed, and the new one starts afresh.
         reply = old.client.recv(3.0)
