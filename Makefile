@@ -56,7 +56,8 @@ demo: setup
 	$(PY) -m labchat demo --out captures/demo
 
 # Benchmarks (bench/README.md): handshakes vs openssl s_server, room fan-out vs Redis pub/sub,
-# capacity and memory, lab latency. Loopback only, about 8 minutes; writes bench/results/.
+# capacity and memory, lab latency, the classroom attacks (bench/attacks.py). Loopback only,
+# about 12 minutes; writes bench/results/
 # Installs redis-server with apt-get only if it is missing and we are root.
 bench: setup
 	@sh bench/ensure_deps.sh

@@ -10,7 +10,8 @@ import logging
 
 from .auth import Authenticator, UserStore
 from .certs import CA, create_lab_certs
-from .client import ChatError, Client, ConnectionClosed, LoginError
+from .client import ChatError, Client, ConnectionClosed, LoginError, format_event
+from .protocol import escape_controls
 from .server import Limits, Server
 
 __version__ = "0.1.0"
@@ -30,4 +31,6 @@ __all__ = [
     "Server",
     "UserStore",
     "create_lab_certs",
+    "escape_controls",
+    "format_event",
 ]

@@ -7,7 +7,8 @@ Three layers, none of which touches a socket:
 * :class:`UserStore` keeps ``name -> record`` in a JSON users file, written atomically with
   mode 0600.
 * :class:`Authenticator` answers one login attempt with a :class:`LoginOutcome`, consulting a
-  :class:`LoginThrottle` first and bounding how many scrypt computations run at once.
+  :class:`LoginThrottle` first (per account and source, and per source: `labchat.throttle`)
+  and sharing a bounded number of scrypt computations fairly between client addresses.
 
 No plaintext password is ever written to disk, logged, or put in an exception message.
 
@@ -32,14 +33,13 @@ import logging
 import os
 import secrets
 import threading
-import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from labchat.protocol import USERNAME_RE
+from labchat.throttle import FairSlots, LoginThrottle, ThrottleEntry
 
 __all__ = [
     "MAX_PASSWORD_LEN",
@@ -52,6 +52,7 @@ __all__ = [
     "Authenticator",
     "LoginOutcome",
     "LoginThrottle",
+    "ThrottleEntry",
     "UserStore",
     "hash_password",
     "validate_password",
@@ -240,6 +241,7 @@ def verify_password(record: dict[str, Any], password: str) -> bool:
 # --- the users file --------------------------------------------------------------------------
 
 _FILE_VERSION = 1
+_RECORD_ORDER = ("scheme", "n", "r", "p", "salt", "hash", "operator")
 
 
 class UserStore:
@@ -351,6 +353,26 @@ class UserStore:
         with self._lock:
             return len(self._users)
 
+    def typical_params(self) -> dict[str, int]:
+        """The scrypt parameters most records in the file use (`hash_params` if none do).
+
+        A login for an unknown name is checked against a dummy record made with these, so
+        it costs what checking a real record costs on this server.
+        """
+        self.refresh()
+        counts: dict[tuple[int, int, int], int] = {}
+        with self._lock:
+            for record in self._users.values():
+                try:
+                    key = (int(record["n"]), int(record["r"]), int(record["p"]))
+                except (KeyError, TypeError, ValueError):
+                    continue
+                counts[key] = counts.get(key, 0) + 1
+        if not counts:
+            return dict(self.hash_params)
+        n, r, p = max(counts, key=lambda k: counts[k])
+        return {"n": n, "r": r, "p": p}
+
     def record(self, name: str) -> dict[str, Any] | None:
         """Return a copy of *name*'s hash record, or None if there is no such user.
 
@@ -359,58 +381,104 @@ class UserStore:
         self.refresh()
         with self._lock:
             record = self._users.get(name) if isinstance(name, str) else None
-            return dict(record) if record is not None else None
+            if record is None:
+                return None
+            # The order hash_password makes, whether the record came from memory or from the
+            # file (written with sorted keys): shown to learners, it should read the same.
+            ordered = {k: record[k] for k in _RECORD_ORDER if k in record}
+            return ordered | {k: v for k, v in record.items() if k not in ordered}
 
     # changing
 
-    def add(self, name: str, password: str, *, replace: bool = False) -> None:
+    def is_operator(self, name: str) -> bool:
+        """True if *name* has the operator (teacher) role (`labchat adduser --operator`)."""
+        record = self.record(name)
+        return bool(record and record.get("operator") is True)
+
+    def add(
+        self, name: str, password: str, *, replace: bool = False, operator: bool = False
+    ) -> None:
         """Add user *name* with *password*, or change the password with ``replace=True``.
+
+        Safe to run from many processes at once (`labchat adduser` in a loop): the file is
+        re-read, changed and written under an exclusive lock on a lock file beside it.
 
         Args:
             name: The user name.
             password: The new password; only its scrypt hash is stored.
             replace: Overwrite the record of an existing user.
+            operator: Give the user the operator role (KICK, MUTE, UNLOCK; shown as
+                ``@name`` in WHO). With *replace*, the role is set to exactly this.
 
         Raises:
             AuthError: If the name or password is invalid, the user exists and *replace* is
-                false, or the users file cannot be written.
+                false, or the users file cannot be read or written.
         """
         validate_username(name)
         validate_password(password)
         if not replace and name in self:
             raise AuthError(f"user {name!r} already exists")
-        # Hash outside the lock: it takes a tenth of a second and logins read the store.
+        # Hash outside the locks: it takes a tenth of a second and logins read the store.
         record = hash_password(password, **self.hash_params)
-        with self._lock:
-            if not replace and name in self._users:
+        if operator:
+            record["operator"] = True
+
+        def change(users: dict[str, dict[str, Any]]) -> None:
+            if not replace and name in users:
                 raise AuthError(f"user {name!r} already exists")
-            previous = self._users.get(name)
-            self._users[name] = record
-            try:
-                self._write()
-            except BaseException:
-                # Keep memory and disk in agreement when the write fails.
-                if previous is None:
-                    del self._users[name]
-                else:
-                    self._users[name] = previous
-                raise
+            users[name] = record
+
+        self._change(change)
 
     def remove(self, name: str) -> None:
-        """Delete user *name*.
+        """Delete user *name* (under the same cross-process lock as `add`).
 
         Raises:
             AuthError: If there is no such user or the users file cannot be written.
         """
-        with self._lock:
-            if not isinstance(name, str) or name not in self._users:
+
+        def change(users: dict[str, dict[str, Any]]) -> None:
+            if not isinstance(name, str) or name not in users:
                 raise AuthError(f"no such user {name!r}")
-            previous = self._users.pop(name)
+            del users[name]
+
+        self._change(change)
+
+    def _change(self, change: Callable[[dict[str, dict[str, Any]]], None]) -> None:
+        """Read the file, apply *change* to a copy of its users, write it: all under the
+        thread lock and an exclusive lock on the lock file, so that two processes never
+        write from the same stale copy (one of ten concurrent adds used to survive)."""
+        with self._lock, self._file_lock():
+            users = self._read()
+            change(users)
+            previous, self._users = self._users, users
             try:
                 self._write()
             except BaseException:
-                self._users[name] = previous
+                self._users = previous  # memory keeps agreeing with the disk
                 raise
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        # The lock is on the directory (POSIX flock works on a directory descriptor): the
+        # users file itself is replaced on every write, so a lock on it would not hold, and
+        # a separate lock file would be one more file to explain. Windows: a lock file.
+        directory = self.path.parent
+        try:
+            # 0700: the directory of a secrets file need not be listable by others.
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if os.name == "nt":
+                target, flags = directory / f".{self.path.name}.lock", os.O_RDWR | os.O_CREAT
+            else:
+                target, flags = directory, os.O_RDONLY
+            fd = os.open(target, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as e:
+            raise AuthError(f"cannot lock users file {self.path}: {e.strerror or e}") from None
+        try:
+            _lock_fd(fd)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def _write(self) -> None:
         """Write the in-memory users atomically. Caller holds the lock."""
@@ -444,6 +512,18 @@ class UserStore:
             raise AuthError(f"cannot write users file {self.path}: {e.strerror or e}") from None
         self._signature = self._stat()
         _fsync_directory(directory)
+
+
+def _lock_fd(fd: int) -> None:
+    """Block until this process holds the exclusive lock on *fd* (released on close)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: lock the first byte instead
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -481,196 +561,6 @@ class LoginOutcome:
     retry_after: float = 0.0
 
 
-@dataclass
-class _Entry:
-    """Failure history of one account or one source."""
-
-    failures: deque[float]
-    cooldown_until: float = 0.0
-    level: int = 0  # how many cool-downs so far: the next lasts cooldown * 2**level
-    last_event: float = 0.0  # time of the last failure, for the quiet period
-
-
-@dataclass
-class _Tracker:
-    """Sliding-window failure counting with doubling cool-downs, for one kind of key."""
-
-    kind: str
-    max_failures: int
-    window: float
-    cooldown: float
-    max_cooldown: float
-    max_entries: int
-    entries: OrderedDict[str, _Entry] = field(default_factory=OrderedDict)
-
-    def _decay(self, entry: _Entry, now: float) -> None:
-        # Escalation resets after a quiet period: no failure and no cool-down for
-        # max_cooldown seconds. Measured from the end of the last cool-down, so an attacker
-        # who waits out a capped cool-down still meets the cap, not the first step again.
-        if entry.level and now >= entry.cooldown_until:
-            if now - max(entry.last_event, entry.cooldown_until) >= self.max_cooldown:
-                entry.level = 0
-        while entry.failures and entry.failures[0] <= now - self.window:
-            entry.failures.popleft()
-
-    def _idle(self, entry: _Entry, now: float) -> bool:
-        self._decay(entry, now)
-        return not entry.failures and entry.level == 0 and now >= entry.cooldown_until
-
-    def remaining(self, key: str, now: float) -> float:
-        entry = self.entries.get(key)  # reading never allocates an entry
-        if entry is None:
-            return 0.0
-        return max(0.0, entry.cooldown_until - now)
-
-    def failure(self, key: str, now: float) -> float:
-        """Count a failure; return the length of the cool-down it started (0.0 if none)."""
-        entry = self.entries.get(key)
-        if entry is None:
-            self._make_room(now)
-            entry = _Entry(failures=deque(maxlen=self.max_failures))
-            self.entries[key] = entry
-        self.entries.move_to_end(key)
-        self._decay(entry, now)
-        entry.last_event = now
-        if now < entry.cooldown_until:
-            return 0.0  # already cooling down (a race past the check); nothing to add
-        entry.failures.append(now)
-        if len(entry.failures) < self.max_failures:
-            return 0.0
-        duration = min(self.cooldown * 2 ** min(entry.level, 62), self.max_cooldown)
-        entry.cooldown_until = now + duration
-        entry.level += 1
-        entry.failures.clear()  # after the cool-down, another max_failures tries
-        return duration
-
-    def clear_failures(self, key: str, now: float) -> None:
-        entry = self.entries.get(key)
-        if entry is None:
-            return
-        entry.failures.clear()
-        if self._idle(entry, now):
-            del self.entries[key]
-
-    def _make_room(self, now: float) -> None:
-        """Make room for one more key: drop idle ones first, then the least recently used."""
-        if len(self.entries) < self.max_entries:
-            return
-        for key in [k for k, e in self.entries.items() if self._idle(e, now)]:
-            del self.entries[key]
-        # Too few idle keys: evict the least recently failed down to 90 % of the cap, so the
-        # O(n) sweep above runs once per max_entries/10 new keys rather than on every one.
-        # Evicting forgets a key's history; an attacker would need max_entries fresh keys
-        # (each costing a scrypt hash and counted against its source) to do it on purpose.
-        target = self.max_entries - max(1, self.max_entries // 10)
-        evicted = 0
-        while len(self.entries) > target:
-            self.entries.popitem(last=False)
-            evicted += 1
-        if evicted:
-            log.warning("login throttle full: forgot the %d oldest %ss", evicted, self.kind)
-
-
-class LoginThrottle:
-    """Per-account and per-source failure counting with doubling cool-downs.
-
-    After *max_failures* failed logins for one account within *window* seconds, that account
-    is in a cool-down for *cooldown* seconds; every further cool-down doubles, up to
-    *max_cooldown*, until the account has been quiet (no failures, no cool-down) for
-    *max_cooldown* seconds. Sources (client addresses) are counted the same way with the
-    looser *source_max_failures* / *source_window*, which catches password spraying (one
-    guess against many accounts) that the per-account limit cannot see.
-
-    Defaults: 5 failures per 60 s per account, cool-downs 30 s, 60 s, 120 s, ... capped at
-    15 min. That gives an online guesser at most about 5 guesses per 15 minutes per account
-    (~480 a day) while a learner who mistypes five times waits only half a minute. The
-    OWASP Authentication Cheat Sheet recommends exactly this kind of exponential,
-    time-limited lockout over a permanent one, which would let anyone lock out anyone.
-
-    Per source the default is 100 failures per 60 s. A whole classroom often shares one NAT
-    address: 30 learners each mistyping three times at the start of a lab is 90 failures, and
-    each account stops itself at 5, so one careless student cannot lock out the room, yet a
-    spraying script is stopped after 100 guesses per minute (then 30 s, 60 s, ... cool-downs).
-
-    Memory is bounded: at most *max_entries* accounts and as many sources are remembered
-    (about 3.5 KiB per source at the default 100 timestamps, so ~35 MiB at the very worst);
-    idle entries are dropped first, then the least recently failed. Thread-safe; *clock* is
-    injectable for tests and must be monotonic.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_failures: int = 5,
-        window: float = 60.0,
-        cooldown: float = 30.0,
-        max_cooldown: float = 900.0,
-        source_max_failures: int = 100,
-        source_window: float = 60.0,
-        max_entries: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        """Create a throttle.
-
-        Args:
-            max_failures: Failures per account within *window* that start a cool-down.
-            window: Seconds over which an account's failures are counted.
-            cooldown: Length of the first cool-down, in seconds.
-            max_cooldown: Cap on a doubled cool-down, and the quiet period after which the
-                doubling starts again from *cooldown*.
-            source_max_failures: Failures per source within *source_window* that start a
-                cool-down for that source.
-            source_window: Seconds over which a source's failures are counted.
-            max_entries: How many accounts (and, separately, sources) to remember.
-            clock: Monotonic time source in seconds.
-
-        Raises:
-            ValueError: If a limit is not positive or *max_cooldown* < *cooldown*.
-        """
-        if min(max_failures, source_max_failures, max_entries) < 1:
-            raise ValueError("failure limits and max_entries must be at least 1")
-        if min(window, source_window, cooldown) <= 0 or max_cooldown < cooldown:
-            raise ValueError("windows and cool-downs must be positive, max_cooldown >= cooldown")
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._accounts = _Tracker(
-            "account", max_failures, window, cooldown, max_cooldown, max_entries
-        )
-        self._sources = _Tracker(
-            "source", source_max_failures, source_window, cooldown, max_cooldown, max_entries
-        )
-
-    def retry_after(self, user: str, source: str) -> float:
-        """Return the seconds left in a cool-down for *user* or *source* (0.0 if allowed)."""
-        with self._lock:
-            now = self._clock()
-            return max(self._accounts.remaining(user, now), self._sources.remaining(source, now))
-
-    def record_failure(self, user: str, source: str) -> None:
-        """Count a failed login for account *user* from *source*."""
-        with self._lock:
-            now = self._clock()
-            account_wait = self._accounts.failure(user, now)
-            source_wait = self._sources.failure(source, now)
-        # Log outside the lock; names and addresses only, never the password.
-        if account_wait:
-            log.warning("account %r: too many failed logins, cool-down %.0f s", user, account_wait)
-        if source_wait:
-            log.warning("source %r: too many failed logins, cool-down %.0f s", source, source_wait)
-
-    def record_success(self, user: str, source: str) -> None:
-        """Clear *user*'s failure count after a successful login.
-
-        The escalation level is kept on purpose: if someone is guessing this account while
-        its owner logs in between rounds, forgetting the level would hand the attacker the
-        short 30 s cool-down again each time. The level still decays after a quiet period.
-        The source's count is not touched either: one valid account must not let a spraying
-        client wipe its failures against all the others.
-        """
-        with self._lock:
-            self._accounts.clear_failures(user, self._clock())
-
-
 # --- the login decision ----------------------------------------------------------------------
 
 # Account key for names that cannot exist (fail USERNAME_RE): one bucket for all of them, so
@@ -679,12 +569,28 @@ _INVALID_NAME_KEY = "\x00invalid-name"
 
 
 class Authenticator:
-    """Decide login attempts: throttle first, then at most N scrypt checks at once.
+    """Decide login attempts: throttle first, then a fairly shared, bounded scrypt check.
 
     Unknown users and wrong passwords give the same :class:`LoginOutcome` and take about the
     same time (the unknown name is checked against a dummy record), so the answer does not
     reveal which names exist (OWASP Authentication Cheat Sheet, "Authentication and Error
     Messages").
+
+    Args:
+        store: Where the users and their hashes live.
+        throttle: Login throttle; a default :class:`LoginThrottle` if omitted.
+        max_concurrent_hashes: How many scrypt computations may run at once. Each costs
+            128 * N * r bytes (16 MiB by default), so 4 bounds hashing at 64 MiB however
+            many learners press Enter together; the rest wait their turn.
+        hashes_per_source: How many of those one client address may hold at once (1: on
+            the one CPU `labchat serve` uses, a second hash per address would not let a class
+            behind one NAT log in any faster, only let one address take more of the CPU).
+            The slots go to the waiting address that holds fewest (`FairSlots`): one
+            address's failed-login flood always leaves room, and a classmate's login waits
+            for at most one hash to end rather than for the whole flood.
+
+    Raises:
+        ValueError: If a number of hashes is less than 1.
     """
 
     def __init__(
@@ -693,51 +599,57 @@ class Authenticator:
         *,
         throttle: LoginThrottle | None = None,
         max_concurrent_hashes: int = 4,
+        hashes_per_source: int = 1,
     ) -> None:
-        """Create an authenticator over *store*.
-
-        Args:
-            store: Where the users and their hashes live.
-            throttle: Login throttle; a default :class:`LoginThrottle` if omitted.
-            max_concurrent_hashes: How many scrypt computations may run at once. Each costs
-                128 * N * r bytes (16 MiB by default), so 4 bounds hashing at 64 MiB however
-                many learners press Enter together; the rest wait their turn.
-
-        Raises:
-            ValueError: If *max_concurrent_hashes* is less than 1.
-        """
-        if max_concurrent_hashes < 1:
-            raise ValueError("max_concurrent_hashes must be at least 1")
+        if max_concurrent_hashes < 1 or hashes_per_source < 1:
+            raise ValueError("max_concurrent_hashes and hashes_per_source must be at least 1")
         self.store = store
         self.throttle = throttle if throttle is not None else LoginThrottle()
-        self._hash_slots = threading.BoundedSemaphore(max_concurrent_hashes)
+        self._hash_slots = FairSlots(max_concurrent_hashes, hashes_per_source)
         self._dummy: dict[str, Any] | None = None
         self._dummy_lock = threading.Lock()
-        # One attempt per account at a time: otherwise fifty parallel attempts could all pass
-        # the throttle check before the first failure is recorded, and get fifty guesses.
-        self._account_locks: dict[str, list[Any]] = {}
-        self._account_locks_guard = threading.Lock()
+        # One attempt per (account, source) at a time: otherwise fifty parallel attempts
+        # could all pass the throttle check before the first failure is recorded, and get
+        # fifty guesses. Per pair, not per account: a guesser's queue of attempts must not
+        # hold up the owner logging in from somewhere else.
+        self._pair_locks: dict[tuple[str, str], list[Any]] = {}
+        self._pair_locks_guard = threading.Lock()
 
     def _dummy_record(self) -> dict[str, Any]:
-        """A record no password matches, with the store's parameters; made once, lazily."""
+        """A record no password matches, with the records' own parameters; made once."""
         with self._dummy_lock:
             if self._dummy is None:
-                self._dummy = hash_password(secrets.token_urlsafe(32), **self.store.hash_params)
+                self._dummy = hash_password(
+                    secrets.token_urlsafe(32), **self.store.typical_params()
+                )
             return self._dummy
 
     @contextlib.contextmanager
-    def _one_attempt_per_account(self, key: str) -> Iterator[None]:
-        with self._account_locks_guard:
-            slot = self._account_locks.setdefault(key, [threading.Lock(), 0])
+    def _one_attempt_per_pair(self, key: tuple[str, str]) -> Iterator[None]:
+        with self._pair_locks_guard:
+            slot = self._pair_locks.setdefault(key, [threading.Lock(), 0])
             slot[1] += 1
         try:
             with slot[0]:
                 yield
         finally:
-            with self._account_locks_guard:
+            with self._pair_locks_guard:
                 slot[1] -= 1
-                if slot[1] == 0:  # only keys with an attempt in flight use memory
-                    del self._account_locks[key]
+                if slot[1] == 0:  # only pairs with an attempt in flight use memory
+                    del self._pair_locks[key]
+
+    def throttled(self) -> list[ThrottleEntry]:
+        """What is in a login cool-down now (`LoginThrottle.throttled`); attempts with names
+        that cannot exist are listed under the account ``*``."""
+        return [
+            ThrottleEntry("*", e.source, e.retry_after) if e.account == _INVALID_NAME_KEY else e
+            for e in self.throttle.throttled()
+        ]
+
+    def unlock(self, user: str | None = None, source: str | None = None) -> int:
+        """End the cool-downs of account *user* (from every address) and/or of address
+        *source* now; returns how many entries were cleared (`LoginThrottle.unlock`)."""
+        return self.throttle.unlock(user, source)
 
     def _throttled(self, key: str, source: str) -> LoginOutcome | None:
         wait = self.throttle.retry_after(key, source)
@@ -754,13 +666,14 @@ class Authenticator:
         Returns:
             ``LoginOutcome(ok=True)`` for right credentials; ``ok=False`` for an unknown user
             or a wrong password (indistinguishable); ``throttled=True`` with ``retry_after``
-            when the account or source is cooling down, in which case no hash is computed,
-            even if the password is right. Never raises for bad input.
+            when this account from this source, or this source, is cooling down, in which
+            case no hash is computed, even if the password is right. Never raises for bad
+            input.
         """
         valid_name = isinstance(user, str) and USERNAME_RE.fullmatch(user) is not None
         key = user if valid_name else _INVALID_NAME_KEY
         source = str(source)
-        with self._one_attempt_per_account(key):
+        with self._one_attempt_per_pair((key, source)):
             refused = self._throttled(key, source)
             if refused is not None:
                 return refused
@@ -768,8 +681,8 @@ class Authenticator:
             # Over-long or non-text passwords cannot match a stored one; refuse them without
             # hashing so they cost nothing (their length tells an attacker nothing new).
             if isinstance(password, str) and len(password) <= MAX_PASSWORD_LEN:
-                with self._hash_slots:
-                    # Check again: a source may have tripped while we waited for a slot.
+                with self._hash_slots.slot(source):
+                    # Check again: the source may have tripped while we waited for a slot.
                     refused = self._throttled(key, source)
                     if refused is not None:
                         return refused

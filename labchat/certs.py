@@ -63,8 +63,23 @@ DEFAULT_VALID_DAYS = 365
 # machine that made the certificate would otherwise see "certificate is not yet valid".
 _CLOCK_SKEW = _dt.timedelta(hours=1)
 
-# Client certificate names become file names (client-NAME.pem): keep them boring.
-_CLIENT_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
+# Client certificate names become file names (client-NAME.pem): keep them boring. fullmatch,
+# not match with "$": "$" also matches before a final newline, which let "nl\n" through.
+_CLIENT_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
+
+
+def _refuse_control_characters(what: str, text: str) -> None:
+    """Names end up in certificates, file names, logs and terminals: no control characters
+    (C0 including TAB and newline, DEL, C1), no bidi controls or line separators."""
+    for ch in text:
+        code = ord(ch)
+        if code < 0x20 or 0x7F <= code <= 0x9F or 0x202A <= code <= 0x202E:
+            break
+        if 0x2066 <= code <= 0x2069 or code in (0x2028, 0x2029):
+            break
+    else:
+        return
+    raise ValueError(f"{what} {text!r} contains a control character (U+{code:04X})")
 
 
 class Blob:
@@ -139,6 +154,7 @@ def _identity_to_general_name(identity: str) -> x509.GeneralName:
     """Turn ``"127.0.0.1"``/``"::1"`` into an IP SAN and anything else into a DNS SAN."""
     if not isinstance(identity, str) or not identity:
         raise ValueError(f"identity must be a non-empty str, not {identity!r}")
+    _refuse_control_characters("identity", identity)
     try:
         return x509.IPAddress(ipaddress.ip_address(identity))
     except ValueError:
@@ -210,7 +226,8 @@ class CA:
         valid_days: How long the CA certificate is valid, counted from now.
 
     Raises:
-        ValueError: If ``key_type`` is unknown or ``valid_days`` is not positive.
+        ValueError: If ``key_type`` is unknown, ``valid_days`` is not positive, or
+            ``organization`` contains a control character.
     """
 
     def __init__(
@@ -222,6 +239,7 @@ class CA:
     ) -> None:
         if valid_days <= 0:
             raise ValueError(f"valid_days must be positive, not {valid_days}")
+        _refuse_control_characters("organization", organization)
         key = _generate_key(key_type)
         name = x509.Name(
             [
@@ -347,6 +365,8 @@ class CA:
         """
         if not identities and common_name is None:
             raise ValueError("give at least one identity or a common_name")
+        if common_name is not None:
+            _refuse_control_characters("common name", common_name)
         if key_type is None:
             key_type = "rsa" if isinstance(self._private_key, rsa.RSAPrivateKey) else "ec"
         sans = [_identity_to_general_name(identity) for identity in identities]
@@ -490,8 +510,10 @@ def create_lab_certs(
 
     Raises:
         FileExistsError: If any of the files exists and ``force`` is false (nothing is written).
-        ValueError: If ``key_type`` or a host is invalid.
+        ValueError: If ``key_type`` or a host is invalid, or ``directory`` contains a control
+            character.
     """
+    _refuse_control_characters("certificate directory", os.fspath(directory))
     paths = lab_cert_paths(directory)
     if not force:
         _refuse_overwrite([paths.ca_cert, paths.ca_key, paths.server_cert, paths.server_key])
@@ -519,12 +541,15 @@ def issue_client_cert(directory: StrPath, name: str, *, force: bool = False) -> 
         ``(cert_path, key_path)``; the key is mode 0600.
 
     Raises:
-        ValueError: If ``name`` is not a safe file name part, or the CA files are invalid.
+        ValueError: If ``name`` is not a safe file name part (control characters included),
+            or the CA files are invalid.
         FileNotFoundError: If the CA files are missing (run create_lab_certs first).
         FileExistsError: If the client files exist and ``force`` is false.
     """
-    if not _CLIENT_NAME_RE.match(name):
+    _refuse_control_characters("client name", name)
+    if not _CLIENT_NAME_RE.fullmatch(name):
         raise ValueError(f"invalid client name {name!r}: use 1-64 letters, digits, '_', '-' or '.'")
+    _refuse_control_characters("certificate directory", os.fspath(directory))
     paths = lab_cert_paths(directory)
     cert_path = paths.directory / f"client-{name}.pem"
     key_path = paths.directory / f"client-{name}.key"

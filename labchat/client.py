@@ -21,7 +21,16 @@ from typing import TextIO
 from . import protocol as p
 from .tls import client_context
 
-__all__ = ["Client", "ChatError", "LoginError", "ConnectionClosed", "run_chat"]
+__all__ = [
+    "ChatError",
+    "Client",
+    "ConnectionClosed",
+    "LoginError",
+    "CHAT_HELP",
+    "format_event",
+    "parse_input",
+    "run_chat",
+]
 
 DEFAULT_CAFILE = os.path.join("certs", "ca.pem")
 
@@ -63,6 +72,9 @@ class Client:
         insecure: Skip certificate and hostname verification (warns; see docs/security.md).
         certfile, keyfile: Client certificate for mutual TLS.
         timeout: Seconds for connecting, the handshake and each request.
+        source_address: ``(host, port)`` to connect from, as in
+            `socket.create_connection` (e.g. ``("127.0.0.7", 0)``: on Linux every 127.0.0.0/8
+            address is the loopback, so one machine can play many students).
 
     Raises:
         ssl.SSLCertVerificationError: the server's certificate is not trusted or names
@@ -84,6 +96,7 @@ class Client:
         certfile: str | os.PathLike | None = None,
         keyfile: str | os.PathLike | None = None,
         timeout: float = 10.0,
+        source_address: tuple[str, int] | None = None,
     ) -> None:
         self.timeout = timeout
         self.user: str | None = None
@@ -91,7 +104,7 @@ class Client:
         self._reader = p.LineReader(p.MAX_SERVER_LINE_BYTES)
         self._frames: deque[p.Line | p.LineTooLong | p.BadEncoding] = deque()
         self._closed = False
-        raw = socket.create_connection((host, port), timeout=timeout)
+        raw = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
         try:
             if tls:
                 ctx = client_context(
@@ -134,13 +147,27 @@ class Client:
 
     # -- requests --------------------------------------------------------------------------
 
-    def login(self, user: str, password: str) -> None:
-        """Log in. Raises LoginError if the server refuses (wrong password, throttled)."""
+    def login(self, user: str, password: str) -> str:
+        """Log in as *user*.
+
+        If *user* is logged in already (another tab, or a laptop whose Wi-Fi dropped), this
+        login takes that session over: the old connection gets `ERR replaced` and is closed,
+        and whatever the server had not yet sent it comes here instead.
+
+        Returns:
+            The server's OK text after the user name: "" normally, or a note such as
+            ``"(took over from alice@10.0.0.5:51234; 3 unsent lines follow)"``.
+
+        Raises:
+            LoginError: The server refused (wrong password, throttled, certificate mismatch).
+        """
         self.send(p.Login(user, password))
         reply = self._wait_reply()
         if isinstance(reply, p.Err):
             raise LoginError(reply.code, reply.text)
         self.user = user
+        assert isinstance(reply, p.Ok)
+        return reply.detail.removeprefix(user).strip()
 
     def say(self, text: str) -> None:
         """Send a line to the room. The server echoes it back as a `Msg` to everyone."""
@@ -154,13 +181,66 @@ class Client:
             raise ChatError(reply.code, reply.text)
 
     def who(self) -> list[str]:
-        """The names of everybody logged in, sorted."""
+        """The names of everybody logged in, sorted; operators (teachers) as ``@name``."""
         self.send(p.Who())
         reply = self._wait_reply((p.Users, p.Err))
         if isinstance(reply, p.Err):
             raise ChatError(reply.code, reply.text)
         assert isinstance(reply, p.Users)
         return list(reply.names)
+
+    # -- operator (teacher) requests: ChatError("forbidden") for everybody else ------------
+
+    def kick(self, user: str, reason: str = "") -> None:
+        """Close *user*'s connection (they get ``ERR kicked by <you>: <reason>``).
+
+        Raises:
+            ChatError: ``forbidden`` (not an operator) or ``no-such-user``.
+        """
+        self._request(p.Kick(user, reason))
+
+    def mute(self, user: str, seconds: float | None = None) -> None:
+        """Refuse *user*'s SAY and TELL for *seconds* (default 300; 0 unmutes).
+
+        Raises:
+            ChatError: ``forbidden``, ``no-such-user`` or ``syntax`` (seconds out of range).
+        """
+        self._request(p.Mute(user, seconds))
+
+    def unlock(self, target: str) -> None:
+        """End the login cool-downs of account *target*, or of address ``@<address>``.
+
+        Raises:
+            ChatError: ``forbidden`` or ``syntax``.
+        """
+        self._request(p.Unlock(target))
+
+    def throttled(self) -> list[tuple[str | None, str, int]]:
+        """What is in a login cool-down: ``(account, address, seconds left)`` tuples, the
+        account None for a whole address (``*`` for names that cannot exist).
+
+        Raises:
+            ChatError: ``forbidden``.
+        """
+        self.send(p.ListThrottled())
+        reply = self._wait_reply((p.Throttled, p.Err))
+        if isinstance(reply, p.Err):
+            raise ChatError(reply.code, reply.text)
+        assert isinstance(reply, p.Throttled)
+        entries = []
+        for entry in reply.entries:
+            who, _, seconds = entry.rpartition("=")
+            account, _, source = who.partition("@")
+            entries.append((account or None, source, int(seconds)))
+        return entries
+
+    def _request(self, command: p.Command) -> str:
+        self.send(command)
+        reply = self._wait_reply()
+        if isinstance(reply, p.Err):
+            raise ChatError(reply.code, reply.text)
+        assert isinstance(reply, p.Ok)
+        return reply.detail
 
     def ping(self, token: str = "") -> float:
         """Round trip to the server in seconds."""
@@ -297,26 +377,40 @@ class Client:
 
 
 def format_event(event: p.ServerMessage) -> str:
-    """How the terminal chat shows one server event."""
+    """How the terminal chat shows one server event: one line, safe for any terminal.
+
+    Every field that came from the network goes through `labchat.protocol.escape_controls`,
+    so an escape sequence or a bidi override sent by anyone (or by an old or hostile server)
+    is shown as ``\\x1b[2J`` instead of clearing the screen.
+
+    Args:
+        event: A message from `Client.recv`.
+
+    Returns:
+        The line to print, without a newline.
+    """
+    e = p.escape_controls
     match event:
         case p.Msg(user, text):
-            return f"<{user}> {text}"
+            return f"<{e(user)}> {e(text)}"
         case p.Priv(sender, text):
-            return f"*{sender}* {text}"
+            return f"*{e(sender)}* {e(text)}"
         case p.Join(user):
-            return f"-- {user} joined"
+            return f"-- {e(user)} joined"
         case p.Leave(user):
-            return f"-- {user} left"
+            return f"-- {e(user)} left"
         case p.Users(names):
-            return "-- in the room: " + (" ".join(names) or "(nobody)")
+            return "-- in the room: " + (" ".join(e(n) for n in names) or "(nobody)")
         case p.Err(code, text):
-            return f"!! {code}: {text}"
+            return f"!! {e(code)}: {e(text)}"
         case p.Bye(text):
-            return f"-- server says bye: {text}"
+            return f"-- server says bye: {e(text)}"
         case p.Ok(detail):
-            return f"-- ok {detail}" if detail else "-- delivered"
+            return f"-- ok {e(detail)}" if detail else "-- delivered"
+        case p.Throttled(entries):
+            return "-- throttled: " + (", ".join(e(x) for x in entries) or "nothing")
         case _:
-            return f"-- {event}"
+            return f"-- {event!r}"  # repr() escapes every control character itself
 
 
 def _keyboard(lines: queue.Queue, wake: socket.socket, stdin: TextIO) -> None:
@@ -334,25 +428,61 @@ def _keyboard(lines: queue.Queue, wake: socket.socket, stdin: TextIO) -> None:
         pass
 
 
-def _command_for(text: str) -> p.Command | str | None:
-    """Turn what the user typed into a command, an error message (str), or None (ignore)."""
+#: What the chat's slash commands are, for its greeting and for /help.
+CHAT_HELP = (
+    "/who, /tell NAME text, /ping, /quit (Ctrl-D or Ctrl-C also leave); operators: "
+    "/kick NAME [reason], /mute NAME [seconds], /unmute NAME, /unlock NAME|@ADDRESS, /throttled"
+)
+
+
+def parse_input(text: str) -> p.Command | str | None:
+    """Turn a line the user typed into a command, a message for the user (str), or None.
+
+    Plain text is a SAY; a line starting with ``/`` is a slash command (`CHAT_HELP`). Used
+    by `run_chat` and meant for any other chat front end.
+
+    Args:
+        text: The typed line, without its newline.
+
+    Returns:
+        A `labchat.protocol` command to send; a str to show the user instead (usage or an
+        unknown command); None for a blank line.
+    """
     if not text.strip():
         return None
     if not text.startswith("/"):
         return p.Say(text)
     verb, _, rest = text[1:].partition(" ")
-    if verb == "who":
-        return p.Who()
-    if verb == "quit":
-        return p.Quit()
-    if verb == "tell":
-        user, _, message = rest.partition(" ")
-        if user and message:
-            return p.Tell(user, message)
-        return "usage: /tell NAME text"
-    if verb == "ping":
-        return p.Ping(rest)
-    return f"unknown command /{verb}; try /who, /tell NAME text, /quit"
+    first, _, tail = rest.strip().partition(" ")
+    match verb:
+        case "who":
+            return p.Who()
+        case "quit":
+            return p.Quit()
+        case "ping":
+            return p.Ping(rest)
+        case "help":
+            return CHAT_HELP
+        case "tell":
+            return p.Tell(first, tail) if first and tail else "usage: /tell NAME text"
+        case "kick":
+            return p.Kick(first, tail.strip()) if first else "usage: /kick NAME [reason]"
+        case "mute" | "unmute" if not first:
+            return f"usage: /{verb} NAME" + (" [seconds]" if verb == "mute" else "")
+        case "unmute":
+            return p.Mute(first, 0.0)
+        case "mute":
+            if not tail.strip():
+                return p.Mute(first)
+            try:
+                return p.Mute(first, float(tail))
+            except ValueError:
+                return "usage: /mute NAME [seconds]"
+        case "unlock":
+            return p.Unlock(first) if first and not tail else "usage: /unlock NAME or @ADDRESS"
+        case "throttled":
+            return p.ListThrottled()
+    return f"unknown command /{p.escape_controls(verb)}; try /help"
 
 
 def run_chat(client: Client, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
@@ -369,7 +499,7 @@ def run_chat(client: Client, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.
         stdout.write(text + "\n")
         stdout.flush()
 
-    show("-- type to chat; /who, /tell NAME text, /quit (Ctrl-D or Ctrl-C also leave)")
+    show("-- type to chat; " + CHAT_HELP)
     try:
         while True:
             while (event := client.recv(0)) is not None:
@@ -388,7 +518,7 @@ def run_chat(client: Client, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.
                     client.quit()
                     show("-- bye")
                     return 0
-                command = _command_for(typed)
+                command = parse_input(typed)
                 if isinstance(command, str):
                     show("!! " + command)
                 elif isinstance(command, p.Quit):

@@ -14,6 +14,7 @@ The wire format is written up for learners in docs/protocol.md.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,10 +23,12 @@ __all__ = [
     "MAX_LINE_BYTES",
     "MAX_SERVER_LINE_BYTES",
     "USERNAME_RE",
+    "FORBIDDEN_RE",
     "ERROR_CODES",
     "LocalProtocolError",
     "RemoteProtocolError",
     "LineReader",
+    "FrameEvent",
     "Line",
     "LineTooLong",
     "BadEncoding",
@@ -36,6 +39,10 @@ __all__ = [
     "Ping",
     "Pong",
     "Quit",
+    "Kick",
+    "Mute",
+    "Unlock",
+    "ListThrottled",
     "Hello",
     "Ok",
     "Err",
@@ -45,13 +52,18 @@ __all__ = [
     "Bye",
     "Join",
     "Leave",
+    "Throttled",
     "Command",
     "ServerMessage",
+    "DEFAULT_MUTE_SECONDS",
+    "MAX_MUTE_SECONDS",
     "encode",
     "encode_all",
     "parse_command",
     "parse_server_line",
     "valid_username",
+    "find_forbidden",
+    "escape_controls",
 ]
 
 #: Protocol name and version, sent in the server's greeting.
@@ -70,6 +82,20 @@ MAX_SERVER_LINE_BYTES = MAX_LINE_BYTES + 64
 #: User names are short, ASCII and safe to print in a log, a terminal or a capture.
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
+#: Code points no labchat/1 line may carry, anywhere (issue 11; docs/protocol.md, "Lines"):
+#:
+#: * C0 controls except TAB (U+0000-U+0008, U+000A-U+001F): ESC starts terminal escape
+#:   sequences (clear the screen, move the cursor, set the window title); a bare CR or a
+#:   BS redraws the start of a line; VT and FF are line breaks to `str.splitlines()`;
+#: * DEL (U+007F) and the C1 controls (U+0080-U+009F): U+009B is a one-byte CSI on some
+#:   terminals, U+0085 (NEL) another line break;
+#: * the bidi embedding, override and isolate controls (U+202A-U+202E, U+2066-U+2069),
+#:   which reorder what follows them on screen ("Trojan Source", CVE-2021-42574);
+#: * the line and paragraph separators U+2028 and U+2029.
+#:
+#: TAB is allowed: it is how pasted code is indented, and it moves no cursor anywhere else.
+FORBIDDEN_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
 #: Every code an `ERR` line may carry (docs/protocol.md explains each).
 ERROR_CODES = frozenset(
     {
@@ -84,8 +110,18 @@ ERROR_CODES = frozenset(
         "no-such-user",
         "syntax",
         "slow-consumer",
+        "replaced",
+        "forbidden",
+        "muted",
+        "kicked",
     }
 )
+
+#: How long `MUTE <user>` silences someone when no time is given: a few minutes of calm,
+#: not the rest of the lesson.
+DEFAULT_MUTE_SECONDS = 300
+#: The longest mute: a day. Anything longer is a job for `labchat deluser`.
+MAX_MUTE_SECONDS = 24 * 3600
 
 
 class LocalProtocolError(ValueError):
@@ -109,6 +145,60 @@ class RemoteProtocolError(ValueError):
 def valid_username(name: str) -> bool:
     """Return True if *name* is a legal labchat/1 user name."""
     return USERNAME_RE.fullmatch(name) is not None
+
+
+def find_forbidden(text: str) -> int | None:
+    """Return the index of the first code point `FORBIDDEN_RE` refuses in *text*, or None."""
+    match = FORBIDDEN_RE.search(text)
+    return None if match is None else match.start()
+
+
+# Shown escaped on a terminal besides FORBIDDEN_RE: TAB, and the Unicode "format" marks that
+# reorder text without being the bidi controls above (Arabic letter mark, LRM, RLM).
+_DISPLAY_EXTRA = frozenset("\t\u061c\u200e\u200f")
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _needs_escape(ch: str) -> bool:
+    return (
+        FORBIDDEN_RE.match(ch) is not None
+        or ch in _DISPLAY_EXTRA
+        or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp")
+    )
+
+
+def _escape_one(ch: str) -> str:
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    code = ord(ch)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def escape_controls(text: str) -> str:
+    """Make *text* from the network safe to write to a terminal.
+
+    Every control character, and every character that moves the cursor or reorders text,
+    is written as a Python-style escape instead: ESC becomes ``\\x1b``, TAB ``\\t``, a
+    bare CR ``\\r``, U+202E ``\\u202e``, so the reader sees that it was there but the
+    terminal never acts on it. Everything else (letters of every script, emoji, combining
+    marks, zero-width joiners) is left alone. Backslashes are not doubled: the result is for
+    reading, not for parsing back.
+
+    Clients call this on every field they display (`labchat.client.format_event` does);
+    the server already refuses these characters (`FORBIDDEN_RE`), but a client must not
+    trust that an old or hostile server did.
+
+    Args:
+        text: Any text, e.g. a field of a server message.
+
+    Returns:
+        The text with those characters escaped; *text* itself if there are none.
+    """
+    if text.isprintable() and "\t" not in text:
+        return text  # the common case: nothing to look at character by character
+    return "".join(_escape_one(ch) if _needs_escape(ch) else ch for ch in text)
 
 
 # --------------------------------------------------------------------------- framing
@@ -135,6 +225,7 @@ class BadEncoding:
     raw: bytes
 
 
+#: What `LineReader.feed` returns for each line.
 FrameEvent = Line | LineTooLong | BadEncoding
 
 
@@ -245,6 +336,38 @@ class Quit:
     pass
 
 
+# Operator (teacher) commands; the server refuses them from other users (ERR forbidden).
+
+
+@dataclass(frozen=True)
+class Kick:
+    """`KICK <user> [reason]`: close that user's connection (they may log in again)."""
+
+    user: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Mute:
+    """`MUTE <user> [seconds]`: refuse that user's SAY and TELL for a while; 0 unmutes."""
+
+    user: str
+    seconds: float | None = None  # None: DEFAULT_MUTE_SECONDS
+
+
+@dataclass(frozen=True)
+class Unlock:
+    """`UNLOCK <user>` or `UNLOCK @<address>`: end that account's (or address's) login
+    cool-downs now."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class ListThrottled:
+    """`THROTTLED`: which accounts and addresses are in a login cool-down."""
+
+
 # Server -> client messages.
 
 
@@ -297,8 +420,19 @@ class Leave:
     user: str
 
 
-Command = Login | Say | Tell | Who | Ping | Pong | Quit
-ServerMessage = Hello | Ok | Err | Msg | Priv | Users | Ping | Pong | Bye | Join | Leave
+@dataclass(frozen=True)
+class Throttled:
+    """`THROTTLED [entry ...]`, the answer to the operator's `THROTTLED`.
+
+    Each entry is ``<account>@<address>=<seconds>`` for one account from one address, or
+    ``@<address>=<seconds>`` for a whole address; seconds are whole, rounded up.
+    """
+
+    entries: tuple[str, ...] = ()
+
+
+Command = Login | Say | Tell | Who | Ping | Pong | Quit | Kick | Mute | Unlock | ListThrottled
+ServerMessage = Hello | Ok | Err | Msg | Priv | Users | Ping | Pong | Bye | Join | Leave | Throttled
 
 
 # --------------------------------------------------------------------------- encoding
@@ -307,6 +441,11 @@ ServerMessage = Hello | Ok | Err | Msg | Priv | Users | Ping | Pong | Bye | Join
 def _field(value: str, what: str) -> str:
     if "\n" in value or "\r" in value:
         raise LocalProtocolError(f"{what} must not contain a line break")
+    at = find_forbidden(value)
+    if at is not None:
+        raise LocalProtocolError(
+            f"{what} must not contain control characters (U+{ord(value[at]):04X} at {at})"
+        )
     return value
 
 
@@ -338,6 +477,17 @@ def _text_of(event: Command | ServerMessage) -> str:
             return _join("PONG", _field(token, "token"))
         case Quit():
             return "QUIT"
+        case Kick(user, reason):
+            return _join("KICK", _word(user, "user"), _field(reason, "reason"))
+        case Mute(user, seconds):
+            shown = "" if seconds is None else f"{seconds:g}"
+            return _join("MUTE", _word(user, "user"), shown)
+        case Unlock(target):
+            return f"UNLOCK {_word(target, 'target')}"
+        case ListThrottled():
+            return "THROTTLED"
+        case Throttled(entries):
+            return " ".join(["THROTTLED", *(_word(e, "entry") for e in entries)])
         case Hello(text, version):
             return _join("HELLO", _word(version, "version"), _field(text, "text"))
         case Ok(detail):
@@ -373,7 +523,7 @@ def encode(event: Command | ServerMessage, *, limit: int | None = None) -> bytes
     """
     data = (_text_of(event) + "\n").encode("utf-8")
     if limit is None:
-        is_command = isinstance(event, Login | Say | Tell | Who | Quit)
+        is_command = isinstance(event, Login | Say | Tell | Who | Quit | Kick | Mute | Unlock)
         limit = MAX_LINE_BYTES if is_command else MAX_SERVER_LINE_BYTES
     if len(data) > limit:
         raise LocalProtocolError(f"line of {len(data)} bytes is over the {limit}-byte limit")
@@ -394,15 +544,21 @@ def parse_command(text: str) -> Command:
     Verbs are case-insensitive so a learner typing into `nc` can write `login`.
 
     Raises:
-        RemoteProtocolError: with code `syntax` or `unknown-command`.
+        RemoteProtocolError: with code `encoding` (a forbidden code point), `syntax` or
+            `unknown-command`.
     """
-    if not text.strip():
+    at = find_forbidden(text)
+    if at is not None:
+        # Refused as a whole, before anything of it is relayed (issue 11): an ESC redraws a
+        # classmate's terminal, a bare CR overwrites the start of a line, U+2028 and VT are
+        # line breaks to str.splitlines(), U+202E reverses what follows. Only "\r\n" ends a
+        # line; LineReader has stripped that CR already.
+        raise RemoteProtocolError(
+            "encoding",
+            f"control character U+{ord(text[at]):04X} at column {at + 1} is not allowed",
+        )
+    if not text.strip():  # after: str.strip() also eats NEL, U+2028, VT and FF
         raise RemoteProtocolError("syntax", "empty line; try WHO, SAY <text> or QUIT")
-    if "\r" in text:
-        # Only "\r\n" ends a line (LineReader strips that \r). A bare CR inside a line could
-        # never be relayed (encode() refuses line breaks), and a terminal would show it as
-        # overwriting the start of the line, so it is refused here, before any reply is built.
-        raise RemoteProtocolError("syntax", "a carriage return may only come before the newline")
     verb, rest = _split_verb(text)
     if verb == "LOGIN":
         user, _, password = rest.partition(" ")
@@ -426,8 +582,41 @@ def parse_command(text: str) -> Command:
         return Ping(rest)
     if verb == "PONG":
         return Pong(rest)
+    if verb in _OPERATOR_VERBS:
+        return _parse_operator(verb, rest)
     shown = verb[:32] + ("..." if len(verb) > 32 else "")
     raise RemoteProtocolError("unknown-command", f"{shown!r} is not a labchat/1 command")
+
+
+_OPERATOR_VERBS = ("KICK", "MUTE", "UNLOCK", "THROTTLED")
+
+
+def _parse_operator(verb: str, rest: str) -> Command:
+    first, _, tail = rest.partition(" ")
+    if verb == "THROTTLED":
+        if rest.strip():
+            raise RemoteProtocolError("syntax", "usage: THROTTLED")
+        return ListThrottled()
+    if verb == "UNLOCK":
+        if not first or tail:
+            raise RemoteProtocolError("syntax", "usage: UNLOCK <user> or UNLOCK @<address>")
+        return Unlock(first)
+    if not first:
+        usage = "KICK <user> [reason]" if verb == "KICK" else "MUTE <user> [seconds]"
+        raise RemoteProtocolError("syntax", f"usage: {usage}")
+    if verb == "KICK":
+        return Kick(first, tail)
+    if not tail.strip():
+        return Mute(first)
+    try:
+        seconds = float(tail)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_MUTE_SECONDS:  # also NaN
+        raise RemoteProtocolError(
+            "syntax", f"usage: MUTE <user> [seconds], 0 to {MAX_MUTE_SECONDS} (0 unmutes)"
+        )
+    return Mute(first, seconds)
 
 
 def parse_server_line(text: str) -> ServerMessage:
@@ -460,6 +649,8 @@ def parse_server_line(text: str) -> ServerMessage:
         return Join(first)
     if verb == "LEAVE" and first:
         return Leave(first)
+    if verb == "THROTTLED":
+        return Throttled(tuple(rest.split()))
     raise RemoteProtocolError("syntax", f"not a labchat/1 server line: {text[:80]!r}")
 
 

@@ -8,594 +8,115 @@ How the pieces fit (docs/architecture.md has the picture):
   OpenSSL objects are not thread-safe (CPython gh-151508, gh-143756), so other threads never
   touch an SSL socket; they append encoded lines to the session's bounded `Outbox` and wake
   the owner through a socketpair.
-* The `Room` holds one lock. Accepting a SAY, numbering it and putting it into every member's
-  outbox happens under that lock, which is what gives every member the same total order.
-* Protocol rules live in `labchat.protocol`; credentials are checked by `labchat.auth`.
+* The `Room` (labchat.room) holds one lock. Accepting a SAY, numbering it and putting it into
+  every member's outbox happens under that lock, which gives every member the same total order.
+* What each line means lives elsewhere, without I/O: the wire format in `labchat.protocol`, the
+  command rules in `labchat.commands`, credentials in `labchat.auth`. A session only moves
+  bytes, keeps the time, and hands each framed line to `Commands.handle_frame`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
-import secrets
-import select
 import socket
 import ssl
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 from . import protocol as p
 from .auth import Authenticator, UserStore
 from .certs import lab_cert_paths
+from .commands import Commands
+from .limits import Limits
+from .room import Room
+from .session import Session, SessionTimers, Waiter
 from .tls import server_context
 
-__all__ = ["Limits", "Server", "Room", "Session", "DEFAULT_PORT", "DEFAULT_USERS"]
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_USERS",
+    "Limits",
+    "Room",
+    "Server",
+    "Session",
+    "SessionTimers",
+    "SourceSlots",
+    "source_of",
+]
 
 log = logging.getLogger("labchat.server")
 
 DEFAULT_PORT = 5050
 DEFAULT_USERS = Path("certs") / "users.json"
 
-# The first byte of every TLS connection is a handshake record (content type 22, RFC 8446
-# section 5.1). Peeking at it lets the server tell a learner who points `nc` at the TLS port
-# (or a TLS client at a plaintext port) what went wrong, instead of failing silently.
-_TLS_HANDSHAKE_BYTE = 0x16
+
+def source_of(peer: tuple) -> str:
+    """The address a client is counted under, for budgets and login throttling.
+
+    IPv4 addresses as they are (an IPv4-mapped IPv6 address as its IPv4 form); IPv6 by its
+    /64 prefix, because one IPv6 host usually owns a whole /64 and could otherwise count as
+    2**64 classmates. (OpenSSH groups addresses the same way for PerSourceMaxStartups with
+    PerSourceNetBlockSize; IRC servers count IPv6 clones per /64.)
+    """
+    host = str(peer[0])
+    if ":" not in host:
+        return host  # IPv4, as the kernel wrote it: the common case, on every accept
+    address = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Every limit and timeout the server enforces. docs/security.md says why each default.
+class SourceSlots:
+    """At most *per_source* holders per source address at once; others wait, up to a deadline.
 
-    Attributes:
-        max_clients: Connections served at once; the next one gets `ERR busy` (Redis maxclients).
-        handshake_timeout: Seconds for the TLS handshake (Apache's RequestReadTimeout idea).
-        login_timeout: Seconds from connect to a successful LOGIN.
-        idle_timeout: Quiet seconds before the server sends `PING` (IRC servers do the same).
-        ping_timeout: Seconds to answer that PING (any line counts) before `ERR timeout`.
-        line_timeout: Seconds a partial line may stay unfinished (against slowloris).
-        outbox_bytes: Bytes queued for one client before it is dropped as a slow consumer
-            (Ergo IRCd uses a 96 KiB send queue; Redis has client-output-buffer-limit).
-        write_timeout: Seconds one blocked write may take before the client counts as gone.
-        flood_burst: Lines a client may send back to back...
-        flood_rate: ...and lines per second after that; faster lines wait (fake lag, as in IRC).
+    Used for TLS handshakes in progress: one address cannot have more than a few handshakes
+    costing CPU at a time, and its further connections wait their turn instead of crowding
+    out everybody else's (they still count against max_pending_per_source).
+
+    Args:
+        per_source: Holders allowed per source.
     """
 
-    max_clients: int = 512
-    handshake_timeout: float = 10.0
-    login_timeout: float = 30.0
-    idle_timeout: float = 300.0
-    ping_timeout: float = 30.0
-    line_timeout: float = 30.0
-    outbox_bytes: int = 96 * 1024
-    write_timeout: float = 10.0
-    flood_burst: int = 10
-    flood_rate: float = 5.0
+    def __init__(self, per_source: int) -> None:
+        self.per_source = per_source
+        self._busy: dict[str, int] = {}
+        self._changed = threading.Condition()
+        self._closed = False
 
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-
-class Outbox:
-    """Bytes waiting to be written to one client, bounded in size. Safe from any thread."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def put(self, data: bytes) -> bool:
-        """Queue *data*; return False (and queue nothing) if it would exceed the limit."""
-        with self._lock:
-            if self._size + len(data) > self.limit:
+    def acquire(self, source: str, deadline: float) -> bool:
+        """Wait until *source* has a free slot (True) or *deadline* passes (False)."""
+        with self._changed:
+            while not self._closed and self._busy.get(source, 0) >= self.per_source:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            if self._closed:
                 return False
-            self._chunks.append(data)
-            self._size += len(data)
+            self._busy[source] = self._busy.get(source, 0) + 1
             return True
 
-    def take(self) -> bytes:
-        """Everything queued, as one buffer: one write (and one TLS record) per wake-up."""
-        with self._lock:
-            data = b"".join(self._chunks)
-            self._chunks.clear()
-            self._size = 0
-            return data
-
-
-class TokenBucket:
-    """Flood control: *burst* lines at once, then *rate* lines per second."""
-
-    def __init__(self, burst: int, rate: float) -> None:
-        self.burst = float(burst)
-        self.rate = rate
-        self._tokens = float(burst)
-        self._stamp = time.monotonic()
-
-    def _refill(self, now: float) -> None:
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-
-    def take(self, now: float) -> bool:
-        self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-    def wait_time(self, now: float) -> float:
-        self._refill(now)
-        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.rate
-
-
-class Room:
-    """The one chat room. Its lock makes every member see the same order of messages."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._members: dict[str, Session] = {}
-        self._everyone: tuple[Session, ...] = ()  # _members' values, rebuilt on join/leave
-        self.accepted = 0  # SAY lines accepted so far (the room's sequence number)
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return sorted(self._members)
-
-    def join(self, session: Session, user: str) -> bool:
-        """Add *session* as *user*; False if that name is already in the room.
-
-        The `OK <user>` reply is queued under the room lock, so the newcomer sees it before
-        any room message accepted after it joined.
-        """
-        with self._lock:
-            if user in self._members:
-                return False
-            self._members[user] = session
-            self._everyone = tuple(self._members.values())
-            session.user = user
-            session.queue(p.encode(p.Ok(user)))
-            members = self._fan_out(p.encode(p.Join(user)), skip=session)
-        _wake_all(members)
-        return True
-
-    def leave(self, session: Session) -> None:
-        with self._lock:
-            user = session.user
-            if user is None or self._members.get(user) is not session:
-                return
-            del self._members[user]
-            self._everyone = tuple(self._members.values())
-            members = self._fan_out(p.encode(p.Leave(user)))
-        _wake_all(members)
-
-    def say(self, session: Session, text: str) -> None:
-        data = p.encode(p.Msg(session.user or "?", text))
-        with self._lock:
-            self.accepted += 1
-            members = self._fan_out(data)
-        _wake_all(members)
-
-    def tell(self, sender: Session, user: str, text: str) -> bool:
-        data = p.encode(p.Priv(sender.user or "?", text))
-        with self._lock:
-            target = self._members.get(user)
-            if target is None:
-                return False
-            target.queue(data)
-        target.wake()
-        return True
-
-    def _fan_out(self, data: bytes, skip: Session | None = None) -> tuple[Session, ...]:
-        # Called with the lock held: only queue here, and let the caller wake the members
-        # after releasing the lock. Each wake-up is a send() that releases the GIL, and a
-        # member woken while the lock was held would take the GIL and keep the room (every
-        # other sender) waiting; the order lives in the outboxes, so waking later is safe.
-        members = self._everyone
-        for member in members:
-            if member is not skip:
-                member.queue(data)
-        return members
-
-
-def _wake_all(members: tuple[Session, ...]) -> None:
-    for member in members:
-        member.wake()
-
-
-class _Waiter:
-    """A wait for "woken up, or the socket is readable", built once per session (and once
-    for the accept loop).
-
-    A fresh poll object per loop turn costs two `register()` calls; the session loop turns
-    once per delivered line, so it keeps two: one watching the wake-up pipe and the socket,
-    one (used while flood control holds lines back) watching the pipe only.
-    """
-
-    def __init__(self, wake: socket.socket, sock: socket.socket) -> None:
-        self._wake, self._sock = wake, sock
-        self._wake_fd, self._sock_fd = wake.fileno(), sock.fileno()
-        self._both = self._wake_only = None
-        if hasattr(select, "poll"):
-            self._both, self._wake_only = select.poll(), select.poll()
-            for poller in (self._both, self._wake_only):
-                poller.register(self._wake_fd, select.POLLIN)
-            self._both.register(self._sock_fd, select.POLLIN)
-
-    def wait(self, with_sock: bool, timeout: float | None) -> tuple[bool, bool]:
-        """Block up to *timeout* seconds (None: no limit); return (woken, socket readable).
-
-        select() only takes descriptors below FD_SETSIZE (1024); 512 clients need about 1,500
-        (a socket and a wake-up pair each), so poll() is used where there is one.
-        """
-        if self._both is None:  # no poll() (Windows): select() on the two sockets
-            socks = [self._wake, self._sock] if with_sock else [self._wake]
-            ready = select.select(socks, [], [], timeout)[0]
-            return self._wake in ready, self._sock in ready
-        poller = self._both if with_sock else self._wake_only
-        woken = readable = False
-        for fd, _ in poller.poll(None if timeout is None else timeout * 1000):
-            if fd == self._wake_fd:
-                woken = True
+    def release(self, source: str) -> None:
+        """Give back a slot taken by `acquire`."""
+        with self._changed:
+            left = self._busy[source] - 1
+            if left:
+                self._busy[source] = left
             else:
-                readable = True  # POLLIN, or POLLHUP/POLLERR: recv() will say which
-        return woken, readable
+                del self._busy[source]
+            self._changed.notify_all()
 
-
-def _wait_io(sock: socket.socket, writing: bool, timeout: float) -> bool:
-    """Wait up to *timeout* seconds until *sock* is writable (or readable); True if it is."""
-    if not hasattr(select, "poll"):
-        lists = ([], [sock], []) if writing else ([sock], [], [])
-        return any(select.select(*lists, timeout))
-    poller = select.poll()
-    poller.register(sock, select.POLLOUT if writing else select.POLLIN)
-    return bool(poller.poll(timeout * 1000))
-
-
-class _Closing(Exception):
-    """Raised inside a session thread to end it; carries the ERR line to send, if any."""
-
-    def __init__(self, reason: str, farewell: p.ServerMessage | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.farewell = farewell
-
-
-class Session:
-    """One client connection. Only its own thread reads or writes its socket."""
-
-    # Bytes per recv: a few TLS records' worth. Bigger reads don't help a line protocol.
-    RECV_SIZE = 16 * 1024
-
-    def __init__(self, server: Server, sock: socket.socket, peer: tuple) -> None:
-        self.server = server
-        self.limits = server.limits
-        self.raw = sock
-        self.sock: socket.socket = sock
-        self.peer = peer
-        self.user: str | None = None
-        self.outbox = Outbox(self.limits.outbox_bytes)
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._wake_pending = False  # a wake-up byte is in the pipe (see _wake)
-        self._stop: str | None = None  # set from other threads: why this session must end
-        self._slow = False
-        self._handshaking = True
-        self.thread = threading.Thread(
-            target=self.run, name=f"labchat-session-{peer[0]}:{peer[1]}", daemon=True
-        )
-
-    # -- called from other threads ---------------------------------------------------------
-
-    def deliver(self, data: bytes) -> None:
-        """Queue *data* for this client and wake its thread. Never blocks."""
-        self.queue(data)
-        self.wake()
-
-    def queue(self, data: bytes) -> None:
-        """Queue *data* without waking the thread; the caller calls `wake()` afterwards."""
-        if self._slow:
-            return
-        if not self.outbox.put(data):
-            # Redis and IRC servers drop a client whose output backs up rather than let it
-            # hold memory or stall the room. Everything already queued stays in order.
-            self._slow = True
-
-    def wake(self) -> None:
-        """Wake the session's thread to flush its outbox (after `queue()`). Never blocks."""
-        self._wake()
-
-    def request_stop(self, reason: str) -> None:
-        """Ask the session to say BYE and close (server shutdown)."""
-        self._stop = reason
-        self._wake()
-
-    def interrupt(self) -> None:
-        """Break a thread stuck in a handshake or blocking read. Only shuts the raw fd down:
-        the kernel call is thread-safe, unlike touching the SSL object."""
-        try:
-            self.raw.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def _wake(self) -> None:
-        # One wake-up byte is enough until the owner drains it: skipping the send() when one
-        # is already pending saves a system call (and a GIL hand-off) per queued line while
-        # the room fans out to busy members. Callers queue *before* calling _wake(); the owner
-        # clears the flag after draining the pipe and before taking the outbox (_drain_wake).
-        if self._wake_pending:
-            return
-        self._wake_pending = True
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # already awake-pending (pipe full) or closing
-
-    # -- the session thread ----------------------------------------------------------------
-
-    def run(self) -> None:
-        reason = "closed"
-        try:
-            self._handshake()
-            self._handshaking = False
-            # From here on the socket is non-blocking, set once: the loop waits in poll() with
-            # its own deadlines. A socket with a timeout costs an ioctl per settimeout() and,
-            # for TLS, a poll() before every SSL_write (CPython's _ssl checks writability
-            # first), each one a GIL hand-off; the loop turns once per delivered line.
-            self.sock.setblocking(False)
-            self._write(self.server.hello)
-            self._loop()
-        except _Closing as closing:
-            reason = closing.reason
-            if closing.farewell is not None:
-                self._write_best_effort(p.encode(closing.farewell))
-        except ssl.SSLError as exc:
-            reason = f"TLS error: {exc.reason or exc}"
-        except TimeoutError:
-            reason = "timed out"
-        except OSError as exc:
-            reason = f"connection error: {exc.strerror or exc}"
-        except Exception:  # a bug must not take the server down with it
-            log.exception("session %s crashed", self._who())
-            reason = "internal error"
-        finally:
-            self._finish(reason)
-
-    def _who(self) -> str:
-        where = f"{self.peer[0]}:{self.peer[1]}"
-        return f"{self.user}@{where}" if self.user else where
-
-    def _handshake(self) -> None:
-        self.raw.settimeout(self.limits.handshake_timeout)
-        first = self.raw.recv(1, socket.MSG_PEEK) if self.server.tls else b""
-        if self.server.tls:
-            if not first:
-                raise _Closing("closed before the TLS handshake")
-            if first[0] != _TLS_HANDSHAKE_BYTE:
-                # Plaintext (nc, a browser's GET /) on the TLS port: explain in plaintext.
-                raise _Closing(
-                    "plaintext client on the TLS port",
-                    p.Err("syntax", "this port speaks TLS; use labchat chat or openssl s_client"),
-                )
-            assert self.server.ssl_context is not None
-            self.sock = self.server.ssl_context.wrap_socket(
-                self.raw, server_side=True, do_handshake_on_connect=False
-            )
-            self.sock.do_handshake()
-            # DEBUG, not INFO: the version and cipher go on the login line, so a connection
-            # logs connect, login and disconnect (three lines, not four; each one is a
-            # LogRecord, a formatted time and a write() on the handshake's critical path).
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s TLS handshake done: %s", self._who(), self.tls_summary())
-
-    def tls_summary(self) -> str:
-        """``"TLSv1.3 TLS_AES_256_GCM_SHA384"`` after the handshake; "plaintext" without TLS."""
-        if not isinstance(self.sock, ssl.SSLSocket):
-            return "plaintext"
-        cipher = self.sock.cipher()
-        return f"{self.sock.version()} {cipher[0] if cipher else ''}".strip()
-
-    def _loop(self) -> None:
-        limits = self.limits
-        reader = p.LineReader()
-        bucket = TokenBucket(limits.flood_burst, limits.flood_rate)
-        pending: deque[p.Line | p.LineTooLong | p.BadEncoding] = deque()
-        connected = last_input = time.monotonic()
-        line_started: float | None = None
-        ping_sent: float | None = None
-        waiter = _Waiter(self._wake_r, self.sock)
-        is_tls = isinstance(self.sock, ssl.SSLSocket)
-
-        while True:
-            now = time.monotonic()
-            if self._stop is not None:
-                raise _Closing(self._stop, p.Bye(self._stop))
-            if self._slow:
-                raise _Closing(
-                    "slow consumer",
-                    p.Err("slow-consumer", f"more than {limits.outbox_bytes} bytes unread"),
-                )
-            self._flush()
-
-            # Lines already read but held back by flood control go first.
-            while pending and bucket.take(now):
-                self._handle(pending.popleft())
-                # Write replies as they come: the echoes of a burst must not fill our own
-                # outbox and get a client that reads everything dropped as a slow consumer.
-                self._flush()
-            if pending:
-                # We do not read while lines are held back, so the rest of a partial line
-                # cannot arrive and a PONG cannot be seen: the line and idle timers wait too.
-                # Otherwise a paste of a few hundred lines ends in "ERR timeout".
-                last_input = now
-                if line_started is not None:
-                    line_started = now
-
-            # Deadlines: the earliest one decides how long select may sleep.
-            deadlines = []
-            if self.user is None:
-                deadlines.append(connected + limits.login_timeout)
-            if line_started is not None:
-                deadlines.append(line_started + limits.line_timeout)
-            if ping_sent is None:
-                deadlines.append(last_input + limits.idle_timeout)
-            else:
-                deadlines.append(ping_sent + limits.ping_timeout)
-            if pending:
-                deadlines.append(now + bucket.wait_time(now))
-            wait = max(0.0, min(deadlines) - now)
-
-            # While lines are held back we stop reading: the client's own TCP window fills,
-            # and nobody else waits for it.
-            if not pending and is_tls and self.sock.pending():
-                woken, readable = False, True  # decrypted bytes already buffered in OpenSSL
-            else:
-                woken, readable = waiter.wait(not pending, wait)
-            if woken:
-                self._drain_wake()
-
-            now = time.monotonic()
-            if readable:
-                data = self._read()
-                if data is None:
-                    continue  # a TLS record still arriving
-                if not data:
-                    raise _Closing("peer closed the connection")
-                last_input, ping_sent = now, None
-                for event in reader.feed(data):
-                    pending.append(event)
-                line_started = (line_started or now) if reader.in_line else None
-                while pending and bucket.take(now):
-                    self._handle(pending.popleft())
-                    self._flush()
-                continue
-
-            # Nothing to read: check which deadline passed.
-            if self.user is None and now >= connected + limits.login_timeout:
-                raise _Closing("login timeout", p.Err("timeout", "no LOGIN in time"))
-            if line_started is not None and now >= line_started + limits.line_timeout:
-                raise _Closing("line timeout", p.Err("timeout", "line not finished in time"))
-            if ping_sent is None and now >= last_input + limits.idle_timeout:
-                ping_sent = now
-                self._write(p.encode(p.Ping(secrets.token_hex(4))))
-            elif ping_sent is not None and now >= ping_sent + limits.ping_timeout:
-                raise _Closing("idle timeout", p.Err("timeout", "no answer to PING"))
-
-    def _read(self) -> bytes | None:
-        # Non-blocking: if only part of a TLS record has arrived, come back to the loop (and
-        # the outbox) rather than wait for the rest; poll() says when more arrives.
-        try:
-            return self.sock.recv(self.RECV_SIZE)
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
-            return None
-
-    def _handle(self, event: p.Line | p.LineTooLong | p.BadEncoding) -> None:
-        if isinstance(event, p.LineTooLong):
-            self._reply(p.Err("too-long", f"lines are limited to {event.limit} bytes"))
-            return
-        if isinstance(event, p.BadEncoding):
-            self._reply(p.Err("encoding", "lines must be UTF-8"))
-            return
-        try:
-            command = p.parse_command(event.text)
-        except p.RemoteProtocolError as exc:
-            log.info("%s %s: %s", self._who(), exc.code, exc.text)
-            self._reply(p.Err(exc.code, exc.text))
-            return
-        self.server.dispatch(self, command)
-
-    def _reply(self, message: p.ServerMessage) -> None:
-        self.deliver(p.encode(message))
-
-    def _flush(self) -> None:
-        data = self.outbox.take()
-        if data:
-            self._write(data)
-
-    def _write(self, data: bytes) -> None:
-        # The socket is non-blocking. While the kernel's send buffer is full, wait for room in
-        # short slices instead of one long wait: a write blocked on a client that does not
-        # read must notice when its outbox overflows (deliver() sets _slow from another
-        # thread) instead of sitting out the whole write_timeout. Retrying send() with the
-        # same bytes after SSLWantWriteError is what OpenSSL asks for (CPython sets
-        # SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER); a plain socket reports what it sent.
-        view = memoryview(data)
-        deadline: float | None = None
-        while view:
-            try:
-                view = view[self.sock.send(view) :]
-                continue
-            except (ssl.SSLWantWriteError, BlockingIOError):
-                writing = True
-            except ssl.SSLWantReadError:  # TLS 1.2 renegotiation: OpenSSL must read first
-                writing = False
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + self.limits.write_timeout
-            ready = _wait_io(self.sock, writing, min(0.25, self.limits.write_timeout))
-            if not ready and self._slow:  # no ERR: the pipe is full, a record half written
-                raise _Closing("slow consumer (not reading)")
-            if time.monotonic() >= deadline:
-                raise _Closing("write timed out (client not reading)")
-
-    def _write_best_effort(self, data: bytes) -> None:
-        try:
-            self._flush_quick()
-            self.sock.settimeout(1.0)
-            self.sock.sendall(data)
-        except (OSError, ValueError):
-            pass
-
-    def _flush_quick(self) -> None:
-        data = self.outbox.take()
-        if data and not self._slow:
-            self.sock.settimeout(1.0)
-            self.sock.sendall(data)
-
-    def _drain_wake(self) -> None:
-        try:
-            self._wake_r.recv(4096)  # one read: a byte left over only means one more wake-up
-        except (BlockingIOError, OSError):
-            pass
-        # Clear the flag only after the read: a byte sent before it is consumed by it, so a
-        # deliver() that saw the flag still set queued its line before we take the outbox.
-        self._wake_pending = False
-
-    def _finish(self, reason: str) -> None:
-        self.server.room.leave(self)
-        log.info("%s disconnected: %s", self._who(), reason)
-        if isinstance(self.sock, ssl.SSLSocket) and not self._handshaking:
-            # Send close_notify before the FIN (RFC 8446 section 6.1), so the client can tell
-            # the end of the conversation from a truncation: without it OpenSSL 3 peers (e.g.
-            # `openssl s_client`) report "unexpected eof while reading" and exit 1. Don't
-            # wait for the peer's close_notify: non-blocking, best effort.
-            try:
-                if self.sock.gettimeout() != 0:  # already non-blocking after a handshake
-                    self.sock.settimeout(0)
-                self.sock.unwrap()
-            except (OSError, ValueError):
-                pass
-        for s in (self.sock, self.raw):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except (OSError, ValueError):
-                pass
-            s.close()
-        self._wake_r.close()
-        self._wake_w.close()
-        self.server._forget(self)
-
-    def close_unstarted(self) -> None:
-        """Release the sockets of a session whose thread never started."""
-        for s in (self.raw, self._wake_r, self._wake_w):
-            s.close()
-
-    def quit(self) -> None:
-        """Handle QUIT: say BYE, then close (this runs in the session's own thread)."""
-        raise _Closing("quit", p.Bye("see you"))
+    def close(self) -> None:
+        """Wake every waiter: the server is shutting down."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
 
 class Server:
@@ -620,11 +141,15 @@ class Server:
         tls_version: "1.2" or "1.3" to pin one version; None allows both.
         keylog: Write TLS secrets to this NSS key log file (lets Wireshark/scapy decrypt).
         client_ca: Require client certificates signed by this CA (mutual TLS).
+        require_cert_user: With *client_ca*: a LOGIN must name the account that the client
+            certificate's common name says (alice's certificate logs in as alice only).
         **limits: Any field of `Limits` (e.g. max_clients=10, idle_timeout=5).
 
     Raises:
         FileNotFoundError: the certificate or key is missing (run `labchat certs`).
         labchat.tls.KeyPermissionError: the server key is readable by others.
+        ValueError: *require_cert_user* without *client_ca*.
+        labchat.tls.KeylogError: *keylog* is a symbolic link, not yours, or readable by others.
         OSError: the address cannot be bound.
     """
 
@@ -641,11 +166,14 @@ class Server:
         tls_version: str | None = None,
         keylog: str | os.PathLike | None = None,
         client_ca: str | os.PathLike | None = None,
+        require_cert_user: bool = False,
         **limits: float,
     ) -> None:
         unknown = set(limits) - set(Limits.names())
         if unknown:
             raise TypeError(f"unknown server limit(s): {', '.join(sorted(unknown))}")
+        if require_cert_user and (plain or client_ca is None):
+            raise ValueError("require_cert_user needs TLS with client certificates (client_ca)")
         self.limits = Limits(**limits)  # type: ignore[arg-type]
         self.tls = not plain
         self.tls_version = tls_version
@@ -666,8 +194,17 @@ class Server:
             self.auth = users
         else:
             store = users if isinstance(users, UserStore) else UserStore(users)
-            self.auth = Authenticator(store)
+            self.auth = Authenticator(
+                store,
+                throttle=self.limits.throttle(),
+                max_concurrent_hashes=self.limits.max_hashes,
+                hashes_per_source=self.limits.hashes_per_source,
+            )
         self.room = Room()
+        self.commands = Commands(self.room, self.auth, require_cert_user=require_cert_user)
+        self.handshake_slots = SourceSlots(self.limits.max_handshakes_per_source)
+        self._pending: dict[str, int] = {}  # source -> sessions not logged in (under the lock)
+        self._refused: dict[str, tuple[float, int]] = {}  # source -> (last warning, count)
         self.hello = p.encode(p.Hello(f"welcome to labchat on {self.describe()}"))
         self._host, self._port = host, port
         self._listener: socket.socket | None = None
@@ -715,17 +252,12 @@ class Server:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def serve_forever(self) -> None:
-        """Block until close() is called from another thread or a signal handler."""
-        if self._listener is None:
-            self.start()
-        self._closing.wait()
-
     def close(self, reason: str = "server shutting down") -> None:
         """Say BYE to every client, close every socket and join every thread."""
         if self._closing.is_set() and self._listener is None:
             return
         self._closing.set()
+        self.handshake_slots.close()
         try:
             self._wake_w.send(b"\0")
         except OSError:
@@ -767,7 +299,7 @@ class Server:
         listener = self._listener
         # One poller for the loop's life (not one per accepted connection): the listener and
         # the close() wake-up pipe.
-        waiter = _Waiter(self._wake_r, listener)
+        waiter = Waiter(self._wake_r, listener)
         try:
             while not self._closing.is_set():
                 woken, _ = waiter.wait(True, None)
@@ -785,16 +317,22 @@ class Server:
             self._listener = None
 
     def _admit(self, sock: socket.socket, peer: tuple) -> None:
+        source = source_of(peer)
+        with self._sessions_lock:
+            over = self._pending.get(source, 0) >= self.limits.max_pending_per_source
+            full = not over and len(self._sessions) >= self.limits.max_clients
+            if not over and not full:
+                session = Session(self, sock, peer, source)
+                self._sessions.add(session)
+                self._pending[source] = self._pending.get(source, 0) + 1
+        if over:
+            self._refuse_source(sock, source)
+            return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Bound the kernel's send buffer too: Linux grows it up to tcp_wmem's maximum (4 MiB)
         # for a client that does not read, which would hold megabytes per client before
         # outbox_bytes ever applies. The kernel doubles the value for its bookkeeping.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.outbox_bytes)
-        with self._sessions_lock:
-            full = len(self._sessions) >= self.limits.max_clients
-            if not full:
-                session = Session(self, sock, peer)
-                self._sessions.add(session)
         if full:
             self._reject_busy(sock, peer)
             return
@@ -803,8 +341,37 @@ class Server:
             session.thread.start()
         except RuntimeError as exc:  # out of threads: refuse this one, keep serving the rest
             log.error("cannot start a thread for %s:%s: %s", peer[0], peer[1], exc)
-            self._forget(session)
+            self.forget(session)
             session.close_unstarted()
+
+    def _refuse_source(self, sock: socket.socket, source: str) -> None:
+        # One address already has max_pending_per_source connections that have not logged
+        # in: close this one at once, before any TLS work (a handshake to say "busy" would
+        # cost the CPU that the budget is there to save). Like nginx's limit_conn, but only
+        # for connections that have not logged in: students who are in are never evicted.
+        # Without TLS the one line costs nothing, so it is said.
+        if not self.tls:
+            try:
+                sock.setblocking(False)
+                sock.send(p.encode(p.Err("busy", "too many connections from your address")))
+            except OSError:
+                pass
+        sock.close()
+        # One warning per address per 10 s, with a count: a flood must not flood the log.
+        now = time.monotonic()
+        last, count = self._refused.get(source, (0.0, 0))
+        if now - last >= 10.0:
+            log.warning(
+                "refusing %s: %d connections not logged in yet (%d refused since last said)",
+                source,
+                self.limits.max_pending_per_source,
+                count + 1,
+            )
+            self._refused[source] = (now, 0)
+            if len(self._refused) > 1024:  # forget the quiet ones
+                self._refused = {k: v for k, v in self._refused.items() if now - v[0] < 10.0}
+        else:
+            self._refused[source] = (last, count + 1)
 
     def _reject_busy(self, sock: socket.socket, peer: tuple) -> None:
         log.warning("refusing %s:%s: %d clients already", peer[0], peer[1], self.limits.max_clients)
@@ -832,58 +399,23 @@ class Server:
             sock.close()
             self._rejecters.release()
 
-    def _forget(self, session: Session) -> None:
+    def logged_in(self, session: Session) -> None:
+        """*session* has logged in: it no longer counts against its address's budget."""
+        with self._sessions_lock:
+            self._leave_pending(session)
+
+    def forget(self, session: Session) -> None:
+        """*session* has ended (called from its own thread, last)."""
         with self._sessions_lock:
             self._sessions.discard(session)
+            self._leave_pending(session)
 
-    # -- commands --------------------------------------------------------------------------
-
-    def dispatch(self, session: Session, command: p.Command) -> None:
-        """Carry out one client command. Runs in *session*'s own thread."""
-        reply = session._reply
-        match command:
-            case p.Ping(token):
-                reply(p.Pong(token))
-            case p.Pong():
-                pass  # answering our idle PING; the input itself reset the timer
-            case p.Quit():
-                session.quit()
-            case p.Login(user, password):
-                self._login(session, user, password)
-            case _ if session.user is None:
-                reply(p.Err("not-logged-in", "LOGIN <user> <password> first"))
-            case p.Say(text):
-                self.room.say(session, text)
-            case p.Tell(user, text):
-                if self.room.tell(session, user, text):
-                    reply(p.Ok())
-                else:
-                    reply(p.Err("no-such-user", f"{user} is not logged in"))
-            case p.Who():
-                reply(p.Users(tuple(self.room.names())))
-
-    def _login(self, session: Session, user: str, password: str) -> None:
-        reply = session._reply
-        if session.user is not None:
-            reply(p.Err("syntax", f"already logged in as {session.user}"))
-            return
-        source = str(session.peer[0])
-        if not p.valid_username(user):
-            # Same reply as a wrong password: names are not confirmed or denied.
-            outcome = self.auth.login("", password, source)
-        else:
-            outcome = self.auth.login(user, password, source)
-        if outcome.throttled:
-            log.warning("login throttled for %r from %s", user[:32], source)
-            reply(
-                p.Err("throttled", f"too many failed logins; retry in {outcome.retry_after:.0f} s")
-            )
-            return
-        if not outcome.ok:
-            log.warning("login failed for %r from %s", user[:32], source)
-            reply(p.Err("auth", "invalid user name or password"))
-            return
-        if not self.room.join(session, user):
-            reply(p.Err("auth", f"{user} is already logged in on another connection"))
-            return
-        log.info("%s logged in (%s)", session._who(), session.tls_summary())
+    def _leave_pending(self, session: Session) -> None:
+        # Called with the sessions lock held; once per session (the flag makes it so).
+        if session.counted_pending:
+            session.counted_pending = False
+            left = self._pending[session.source] - 1
+            if left:
+                self._pending[session.source] = left
+            else:
+                del self._pending[session.source]

@@ -5,8 +5,11 @@ Both start from ``ssl.create_default_context`` (the CPython ``ssl`` docs' advice
 * refuse anything older than TLS 1.2 and, if asked, pin one version (``"1.2"`` or ``"1.3"``) so a
   lab can capture exactly that handshake;
 * restrict TLS 1.2 to the Mozilla "intermediate" AEAD suites (TLS 1.3 suites are all AEAD);
+* on the server, restrict key exchange to X25519, P-256 and P-384 (`labchat.tlsgroups`);
 * optionally write a key log (the NSS ``SSLKEYLOGFILE`` format) that lets Wireshark or scapy
-  decrypt a capture. The file is created 0600 first: whoever reads it can read the chat.
+  decrypt a capture. Whoever reads it can read the chat: a new file is created 0600 with
+  ``O_EXCL|O_NOFOLLOW``, and an existing one must be a regular 0600 file of ours, never a
+  symbolic link (`KeylogError` otherwise).
 
 The functions hold no state; the caller owns the returned context.
 """
@@ -14,15 +17,19 @@ The functions hold no state; the caller owns the returned context.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import ssl
 import stat
 import warnings
 
+from .tlsgroups import MOZILLA_GROUPS, GroupsUnavailable, set_groups
+
 __all__ = [
     "MOZILLA_INTERMEDIATE_CIPHERS",
     "InsecureTLSWarning",
     "KeyPermissionError",
+    "KeylogError",
     "check_private_key_permissions",
     "client_context",
     "parse_tls_version",
@@ -30,6 +37,8 @@ __all__ = [
 ]
 
 StrPath = str | os.PathLike[str]
+
+log = logging.getLogger("labchat.tls")
 
 #: Mozilla "intermediate" TLS 1.2 cipher suites, https://ssl-config.mozilla.org/ (server side
 #: TLS guidelines v5.7), without the three DHE-RSA suites: we ship no dhparams and OpenSSL's
@@ -122,15 +131,93 @@ def parse_tls_version(value: str | None) -> ssl.TLSVersion | None:
         ) from None
 
 
-def _create_keylog(path: StrPath) -> None:
-    # OpenSSL (through CPython) opens the key log in append mode with the process umask, which
-    # usually means 0644. Create it 0600 ourselves first; tighten an existing file too.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+class KeylogError(PermissionError):
+    """A key log file that is not safe to write TLS secrets into.
+
+    Raised for a symbolic link (even a dangling one), something that is not a regular file,
+    a file another user owns, and a file group or others may read. The message names the
+    file and what to do; nothing was written.
+    """
+
+    def __init__(self, path: StrPath, problem: str) -> None:
+        self.message = f"refusing key log {os.fspath(path)}: {problem}"
+        super().__init__(errno.EACCES, self.message, os.fspath(path))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _has_control_character(text: str) -> bool:
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in text)
+
+
+def _prepare_keylog(path: StrPath) -> tuple[int, int] | None:
+    """Create *path* 0600, or check an existing one; return its (device, inode).
+
+    Whoever reads a key log can decrypt every session in it, so the file must be a regular
+    file of ours that only we can read. OpenSSL (through CPython) later opens it by name,
+    in append mode: the checks here are what stop it from following a link planted in /tmp
+    to somebody else's file, or appending to a file another user can read.
+    """
+    name = os.fspath(path)
+    if _has_control_character(name):
+        raise ValueError(f"key log file name {name!r} contains a control character")
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    # O_NONBLOCK: opening a FIFO for writing would otherwise wait for a reader forever.
+    flags = os.O_WRONLY | os.O_APPEND | nofollow | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_NONBLOCK", 0)
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o600)
+        # O_EXCL: a new file, 0600 from its first byte; O_EXCL also fails on any symlink,
+        # dangling or not, so a link's target is never created.
+        fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        created = True
+    except FileExistsError:
+        try:
+            fd = os.open(name, flags)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP or os.path.islink(name):
+                raise KeylogError(name, "it is a symbolic link") from None
+            if exc.errno == errno.ENXIO:  # a FIFO or socket without a reader
+                raise KeylogError(name, "it is not a regular file") from None
+            raise
+        created = False
+    try:
+        st = os.fstat(fd)
+        if os.path.islink(name):  # no O_NOFOLLOW on this platform
+            raise KeylogError(name, "it is a symbolic link")
+        if not stat.S_ISREG(st.st_mode):
+            raise KeylogError(name, "it is not a regular file")
+        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            raise KeylogError(name, f"it belongs to user id {st.st_uid}, not to you")
+        if created and hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)  # the umask may have taken bits away, never added: be exact
+        elif os.name != "nt" and stat.S_IMODE(st.st_mode) & 0o077:
+            mode = stat.S_IMODE(st.st_mode)
+            raise KeylogError(
+                name,
+                f"it has mode {mode:#o}, so others could read the session keys. "
+                f"Fix it with: chmod 600 {name}",
+            )
+        return (st.st_dev, st.st_ino) if os.name != "nt" else None
     finally:
         os.close(fd)
+
+
+def _set_keylog(ctx: ssl.SSLContext, path: StrPath) -> None:
+    identity = _prepare_keylog(path)
+    ctx.keylog_filename = os.fspath(path)
+    if identity is None:
+        return
+    # CPython has just opened the file again by name: make sure it is still the file we
+    # checked, not a link swapped in between.
+    try:
+        st = os.lstat(path)
+        same = stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == identity
+    except OSError:
+        same = False
+    if not same:
+        ctx.keylog_filename = None
+        raise KeylogError(path, "it was replaced while it was being opened")
 
 
 def _common_setup(ctx: ssl.SSLContext, tls_version: str | None, keylog: StrPath | None) -> None:
@@ -142,13 +229,22 @@ def _common_setup(ctx: ssl.SSLContext, tls_version: str | None, keylog: StrPath 
     ctx.set_ciphers(MOZILLA_INTERMEDIATE_CIPHERS)
     # CRIME (CVE-2012-4929); create_default_context already sets it, say so explicitly.
     ctx.options |= ssl.OP_NO_COMPRESSION
-    # Key exchange groups: OpenSSL 3's default list is X25519, P-256, X448, P-521, P-384 (plus
-    # FFDHE groups for TLS 1.3), which is already sane. ssl.SSLContext.set_ecdh_curve() takes a
-    # single curve name and would *replace* that list (losing X25519), and Python before 3.15
-    # has no way to set a list of groups, so we leave OpenSSL's default.
     if keylog is not None:
-        _create_keylog(keylog)
-        ctx.keylog_filename = os.fspath(keylog)
+        _set_keylog(ctx, keylog)
+
+
+def _restrict_groups(ctx: ssl.SSLContext) -> None:
+    # OpenSSL 3's default groups also include X448, P-521 and ffdhe2048-8192: a ClientHello
+    # offering only ffdhe8192 costs the server ~140 ms of CPU (X25519: 0.5 ms), which one
+    # student can replay in a loop (issue 11). Mozilla intermediate lists these three.
+    # Only the server side: the client's ClientHello, and so every lab capture, stays as is.
+    try:
+        set_groups(ctx, MOZILLA_GROUPS)
+    except GroupsUnavailable as exc:
+        log.warning(
+            "key exchange stays at OpenSSL's default groups (ffdhe handshakes are expensive): %s",
+            exc,
+        )
 
 
 def server_context(
@@ -162,11 +258,15 @@ def server_context(
 ) -> ssl.SSLContext:
     """Build the server's TLS context.
 
+    Key exchange is limited to X25519, P-256 and P-384 (Mozilla intermediate) for TLS 1.2
+    and 1.3, in this process whenever it runs (see `labchat.tlsgroups`).
+
     Args:
         certfile: The server certificate (PEM; may also hold the key and intermediates).
         keyfile: The server private key (PEM), or None if ``certfile`` holds it.
         tls_version: ``"1.2"`` or ``"1.3"`` to allow only that version; None allows both.
-        keylog: Append TLS secrets to this file (created 0600) so captures can be decrypted.
+        keylog: Append TLS secrets to this file so captures can be decrypted (created 0600;
+            an existing file must be a regular 0600 file of yours, not a symbolic link).
         client_ca: Require a client certificate signed by this CA (mutual TLS).
         check_key_permissions: Refuse a key file that group/others can read.
 
@@ -175,6 +275,7 @@ def server_context(
 
     Raises:
         KeyPermissionError: If the key file is readable by group/others.
+        KeylogError: If *keylog* is a symbolic link, not yours, or readable by others.
         ValueError: If ``tls_version`` is not ``"1.2"``/``"1.3"``.
         ssl.SSLError: If the certificate and key do not load or do not match.
         FileNotFoundError: If a file is missing.
@@ -183,6 +284,7 @@ def server_context(
         check_private_key_permissions(keyfile if keyfile is not None else certfile)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     _common_setup(ctx, tls_version, keylog)
+    _restrict_groups(ctx)
     ctx.load_cert_chain(certfile, keyfile)
     if client_ca is not None:
         ctx.verify_mode = ssl.CERT_REQUIRED
@@ -208,7 +310,8 @@ def client_context(
     Args:
         cafile: The CA to trust (the lab's ``certs/ca.pem``); None uses the system store.
         tls_version: ``"1.2"`` or ``"1.3"`` to allow only that version; None allows both.
-        keylog: Append TLS secrets to this file (created 0600) so captures can be decrypted.
+        keylog: Append TLS secrets to this file so captures can be decrypted (created 0600;
+            an existing file must be a regular 0600 file of yours, not a symbolic link).
         insecure: Skip certificate and host name verification (emits InsecureTLSWarning).
         certfile: A client certificate for mutual TLS.
         keyfile: Its private key, or None if ``certfile`` holds it.
@@ -219,6 +322,7 @@ def client_context(
 
     Raises:
         KeyPermissionError: If the client key file is readable by group/others.
+        KeylogError: If *keylog* is a symbolic link, not yours, or readable by others.
         ValueError: If ``tls_version`` is not ``"1.2"``/``"1.3"``.
         ssl.SSLError: If a certificate or key does not load.
         FileNotFoundError: If a file is missing.

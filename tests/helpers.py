@@ -22,6 +22,7 @@ import pytest
 __all__ = [
     "ROOT",
     "TIMEOUT",
+    "FakeClock",
     "eventually",
     "nobody_dir",
     "nobody_python",
@@ -177,3 +178,16 @@ def nobody_dir(prefix: str = "labchat-nobody-") -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand: pass it as ``clock=`` (LoginThrottle, ...)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

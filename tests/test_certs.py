@@ -372,3 +372,23 @@ def test_issue_client_cert_rejects_bad_names(tmp_path: Path, name: str) -> None:
 def test_issue_client_cert_without_ca_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         issue_client_cert(tmp_path, "alice")
+
+
+@pytest.mark.parametrize(
+    "name", ["nl\n", "cr\r", "tab\t", "esc\x1b", "del\x7f", "c1\x85", "rtl\u202e"]
+)
+def test_issue_client_cert_refuses_control_characters(tmp_path: Path, name: str) -> None:
+    paths = create_lab_certs(tmp_path / "certs")
+    with pytest.raises(ValueError, match="control character"):
+        issue_client_cert(paths.directory, name)
+    assert not [f for f in paths.directory.iterdir() if f.name.startswith("client-")]
+
+
+def test_lab_files_refuse_control_characters_in_names(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="control character"):
+        create_lab_certs(tmp_path / "certs\n")
+    assert not (tmp_path / "certs\n").exists()
+    with pytest.raises(ValueError, match="control character"):
+        create_lab_certs(tmp_path / "certs", hosts=["lab\x1b[2J.example"])
+    with pytest.raises(ValueError, match="control character"):
+        CA().issue_cert(common_name="alice\n")

@@ -11,13 +11,14 @@ import pytest
 from conftest import PASSWORDS, TIMEOUT
 
 from labchat import protocol as p
+from labchat.auth import UserStore
 from labchat.client import (
     ChatError,
     Client,
     ConnectionClosed,
     LoginError,
-    _command_for,
     format_event,
+    parse_input,
     run_chat,
 )
 
@@ -123,16 +124,91 @@ def test_Client_connection_refused() -> None:
 # --------------------------------------------------------------------------- terminal chat
 
 
-def test_command_for() -> None:
-    assert _command_for("") is None
-    assert _command_for("   ") is None
-    assert _command_for("hello /who") == p.Say("hello /who")
-    assert _command_for("/who") == p.Who()
-    assert _command_for("/quit") == p.Quit()
-    assert _command_for("/tell bob hi there") == p.Tell("bob", "hi there")
-    assert _command_for("/tell bob") == "usage: /tell NAME text"
-    assert _command_for("/ping x") == p.Ping("x")
-    assert "unknown command /frob" in _command_for("/frob")
+def test_parse_input() -> None:
+    assert parse_input("") is None
+    assert parse_input("   ") is None
+    assert parse_input("hello /who") == p.Say("hello /who")
+    assert parse_input("/who") == p.Who()
+    assert parse_input("/quit") == p.Quit()
+    assert parse_input("/tell bob hi there") == p.Tell("bob", "hi there")
+    assert parse_input("/tell bob") == "usage: /tell NAME text"
+    assert parse_input("/ping x") == p.Ping("x")
+    assert "unknown command /frob" in parse_input("/frob")
+    assert "\x1b" not in parse_input("/\x1b[2J")  # even an echo of the typed verb is escaped
+    assert "/kick" in parse_input("/help")
+
+
+def test_parse_input_moderation() -> None:
+    assert parse_input("/kick bob") == p.Kick("bob")
+    assert parse_input("/kick bob  spamming the room ") == p.Kick("bob", "spamming the room")
+    assert parse_input("/kick") == "usage: /kick NAME [reason]"
+    assert parse_input("/mute bob") == p.Mute("bob")
+    assert parse_input("/mute bob 90") == p.Mute("bob", 90.0)
+    assert parse_input("/mute bob soon") == "usage: /mute NAME [seconds]"
+    assert parse_input("/mute") == "usage: /mute NAME [seconds]"
+    assert parse_input("/unmute bob") == p.Mute("bob", 0.0)
+    assert parse_input("/unlock alice") == p.Unlock("alice")
+    assert parse_input("/unlock @10.0.0.7") == p.Unlock("@10.0.0.7")
+    assert parse_input("/unlock") == "usage: /unlock NAME or @ADDRESS"
+    assert parse_input("/throttled") == p.ListThrottled()
+
+
+@pytest.fixture
+def teacher_users(users) -> object:
+    """The test users plus `teacher`, an operator."""
+    UserStore(users).add("teacher", "teacher-password", operator=True)
+    return users
+
+
+def test_Client_moderation_api(make_server, connect, teacher_users) -> None:
+    server = make_server()
+    teacher = connect(server)
+    teacher.login("teacher", "teacher-password")
+    alice, bob = connect(server, user="alice"), connect(server, user="bob")
+    assert teacher.who() == ["alice", "bob", "@teacher"]
+    # Not for students.
+    for request in (lambda: bob.kick("alice"), lambda: bob.mute("alice"), bob.throttled):
+        with pytest.raises(ChatError) as info:
+            request()
+        assert info.value.code == "forbidden"
+    teacher.mute("alice", 60)
+    alice.recv_all(0.2)  # bob's JOIN
+    alice.say("can anyone hear me?")
+    assert alice.recv(TIMEOUT) == p.Err("muted", "you are muted for another 60 s")
+    teacher.mute("alice", 0)
+    teacher.kick("bob", "off topic")
+    got: list[p.ServerMessage] = []
+    with pytest.raises(ConnectionClosed):
+        while (event := bob.recv(TIMEOUT)) is not None:
+            got.append(event)
+    assert [e for e in got if isinstance(e, p.Err)] == [
+        p.Err("kicked", "kicked by teacher: off topic")
+    ]
+    assert p.Leave("bob") in alice.recv_all(0.5)
+    with pytest.raises(ChatError) as info:
+        teacher.kick("bob")
+    assert info.value.code == "no-such-user"
+    # Failed logins from this address for carol show up, and UNLOCK ends them.
+    guesser = connect(server)
+    for _ in range(5):
+        with pytest.raises(LoginError):
+            guesser.login("carol", "wrong-password")
+    assert teacher.throttled() == [("carol", "127.0.0.1", 30)]
+    teacher.unlock("carol")
+    assert teacher.throttled() == []
+    guesser.login("carol", PASSWORDS["carol"])
+
+
+def test_format_event_escapes_what_came_from_the_network() -> None:
+    assert format_event(p.Msg("alice", "\x1b[2J\x1b]0;pwned\x07")) == (
+        "<alice> \\x1b[2J\\x1b]0;pwned\\x07"
+    )
+    assert format_event(p.Msg("m\x1b", "a\rb")) == "<m\\x1b> a\\rb"
+    assert format_event(p.Priv("bob", "\u202eevil")) == "*bob* \\u202eevil"
+    assert format_event(p.Users(("alice", "\x9bbob"))) == "-- in the room: alice \\x9bbob"
+    assert format_event(p.Err("auth", "\x07")) == "!! auth: \\x07"
+    for event in (p.Join("\x1bx"), p.Leave("\x1bx"), p.Bye("\x1b"), p.Ok("\x1b")):
+        assert "\x1b" not in format_event(event) and "\\x1b" in format_event(event)
 
 
 def test_format_event() -> None:
@@ -242,3 +318,40 @@ def test_run_chat_server_goes_away(make_server, connect) -> None:
     stdin.put(None)
     assert result == [0]
     assert "-- server says bye: server shutting down" in screen.getvalue()
+
+
+def test_run_chat_moderation_commands(make_server, connect, teacher_users) -> None:
+    server = make_server()
+    teacher = connect(server)
+    teacher.login("teacher", "teacher-password")
+    alice, bob = connect(server, user="alice"), connect(server, user="bob")
+    stdin, screen = _Lines(), _Screen()
+    result: list[int] = []
+    chat = threading.Thread(
+        target=lambda: result.append(run_chat(teacher, stdin=stdin, stdout=screen))
+    )
+    chat.start()
+    try:
+        screen.wait_for("/kick NAME [reason]")  # the greeting lists them
+        stdin.put("/who\n")
+        screen.wait_for("-- in the room: alice bob @teacher")
+        stdin.put("/mute alice 120\n")
+        screen.wait_for("-- ok alice muted for 120 s")
+        alice.recv_all(0.2)
+        alice.say("hello?")
+        assert alice.recv(TIMEOUT).code == "muted"  # type: ignore[union-attr]
+        stdin.put("/unmute alice\n")
+        screen.wait_for("-- ok alice unmuted")
+        stdin.put("/kick bob enough\n")
+        screen.wait_for("-- ok bob kicked")
+        screen.wait_for("-- bob left")
+        stdin.put("/throttled\n")
+        screen.wait_for("-- throttled: nothing")
+        stdin.put("/unlock carol\n")
+        screen.wait_for("-- ok carol unlocked (0 cool-downs cleared)")
+        stdin.put("/quit\n")
+    finally:
+        chat.join(TIMEOUT)
+        stdin.put(None)  # let the keyboard thread finish if it is still waiting
+    assert result == [0]
+    bob.close()

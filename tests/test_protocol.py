@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -129,6 +131,14 @@ COMMANDS = [
     (p.Pong("tok"), b"PONG tok\n"),
     (p.Pong(), b"PONG\n"),
     (p.Quit(), b"QUIT\n"),
+    (p.Kick("bob"), b"KICK bob\n"),
+    (p.Kick("bob", "spamming the room"), b"KICK bob spamming the room\n"),
+    (p.Mute("bob"), b"MUTE bob\n"),
+    (p.Mute("bob", 90.0), b"MUTE bob 90\n"),
+    (p.Mute("bob", 0.5), b"MUTE bob 0.5\n"),
+    (p.Unlock("alice"), b"UNLOCK alice\n"),
+    (p.Unlock("@10.0.0.7"), b"UNLOCK @10.0.0.7\n"),
+    (p.ListThrottled(), b"THROTTLED\n"),
 ]
 
 
@@ -170,9 +180,22 @@ def test_parse_command_keeps_spaces_in_text() -> None:
         ("HELLO labchat/1", "unknown-command"),
         ("MSG alice hi", "unknown-command"),
         ("X" * 500, "unknown-command"),
-        ("SAY a\rb", "syntax"),
-        ("PING x\ry", "syntax"),
-        ("LOGIN alice pass\rword", "syntax"),
+        ("SAY a\rb", "encoding"),
+        ("PING x\ry", "encoding"),
+        ("LOGIN alice pass\rword", "encoding"),
+        ("KICK", "syntax"),
+        ("MUTE", "syntax"),
+        ("MUTE bob soon", "syntax"),
+        ("MUTE bob -5", "syntax"),
+        ("MUTE bob 86401", "syntax"),
+        ("MUTE bob inf", "syntax"),
+        ("UNLOCK", "syntax"),
+        ("UNLOCK alice bob", "syntax"),
+        ("THROTTLED please", "syntax"),
+        ("SAY \x1b[2J", "encoding"),
+        ("TELL bob \u202eevil", "encoding"),
+        ("SAY one\u2028two", "encoding"),
+        ("LOGIN al\x1bice password", "encoding"),
     ],
 )
 def test_parse_command_errors_carry_ERR_code(text: str, code: str) -> None:
@@ -208,6 +231,12 @@ SERVER_LINES = [
     (p.Bye(), b"BYE\n"),
     (p.Join("carol"), b"JOIN carol\n"),
     (p.Leave("carol"), b"LEAVE carol\n"),
+    (p.Users(("@teacher", "alice")), b"USERS @teacher alice\n"),
+    (
+        p.Throttled(("alice@10.0.0.5=28", "@10.0.0.9=3")),
+        b"THROTTLED alice@10.0.0.5=28 @10.0.0.9=3\n",
+    ),
+    (p.Throttled(()), b"THROTTLED\n"),
 ]
 
 
@@ -252,6 +281,9 @@ def test_encode_all_is_concatenation() -> None:
         p.Hello("hi\n", "labchat/1"),
         p.Users(("alice", "b ob")),
         p.Bye("x\r\n"),
+        p.Say("escape \x1b[2J"),
+        p.Msg("alice", "bidi \u202e"),
+        p.Priv("bob", "nel \x85"),
         p.Join(""),
         p.Leave("a\nb"),
     ],
@@ -297,9 +329,9 @@ def test_valid_username() -> None:
 # --------------------------------------------------------------------------- properties
 
 _names = st.from_regex(p.USERNAME_RE, fullmatch=True)
-# Free text: anything without a line break (which labchat/1 cannot carry).
-_text = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=60
+# Free text: anything labchat/1 can carry (no line break, no forbidden code point).
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60).filter(
+    lambda t: p.find_forbidden(t) is None
 )
 _nonempty_text = _text.filter(lambda t: t != "")
 _codes = st.sampled_from(sorted(p.ERROR_CODES))
@@ -316,6 +348,9 @@ server_messages = st.one_of(
     st.builds(p.Bye, _text),
     st.builds(p.Join, _names),
     st.builds(p.Leave, _names),
+    st.builds(
+        p.Throttled, st.lists(_names.map(lambda n: f"{n}@10.0.0.1=5"), max_size=4).map(tuple)
+    ),
 )
 
 commands = st.one_of(
@@ -326,6 +361,10 @@ commands = st.one_of(
     st.builds(p.Ping, _text),
     st.builds(p.Pong, _text),
     st.just(p.Quit()),
+    st.builds(p.Kick, _names, _text.filter(lambda t: t == t.strip())),
+    st.builds(p.Mute, _names, st.none() | st.integers(0, p.MAX_MUTE_SECONDS).map(float)),
+    st.builds(p.Unlock, _names | _names.map(lambda n: "@" + n)),
+    st.just(p.ListThrottled()),
 )
 
 
@@ -388,3 +427,67 @@ def test_parse_command_result_can_always_be_answered(text: str) -> None:
             p.encode(p.Err("no-such-user", f"{user} is not logged in"))
         case p.Ping(token):
             p.encode(p.Pong(token))
+
+
+# --------------------------------------------------------------------------- clean text
+
+
+_any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
+_forbidden_char = st.sampled_from(
+    [chr(c) for c in range(0x3000) if p.FORBIDDEN_RE.fullmatch(chr(c)) is not None]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_verbs, _any_text)
+def test_parse_command_never_returns_a_forbidden_code_point(verb: str, text: str) -> None:
+    line = f"{verb} {text}"
+    try:
+        command = p.parse_command(line)
+    except p.RemoteProtocolError as exc:
+        if p.find_forbidden(line) is not None:
+            assert exc.code == "encoding"
+        return
+    assert p.find_forbidden(line) is None
+    for value in vars(command).values():
+        assert p.FORBIDDEN_RE.search(str(value)) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(_any_text, _forbidden_char, _any_text)
+def test_parse_command_refuses_every_forbidden_code_point(
+    before: str, bad: str, after: str
+) -> None:
+    with pytest.raises(p.RemoteProtocolError) as info:
+        p.parse_command(f"SAY {before}{bad}{after}")
+    assert info.value.code == "encoding"
+    p.encode(p.Err(info.value.code, info.value.text))  # the answer itself is clean
+
+
+@pytest.mark.parametrize(
+    "code",
+    [*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F)]
+    + [*range(0x2066, 0x206A), 0x2028, 0x2029, 0x85],
+)
+def test_FORBIDDEN_RE_is_the_issue_11_list(code: int) -> None:
+    assert p.find_forbidden(f"ok{chr(code)}") == 2
+    assert p.find_forbidden("tab\tis fine, and so is caf\u00e9 and \u65e5\u672c") is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(_any_text)
+def test_escape_controls_leaves_nothing_a_terminal_acts_on(text: str) -> None:
+    shown = p.escape_controls(text)
+    assert p.find_forbidden(shown) is None
+    assert "\t" not in shown and "\x1b" not in shown
+    assert all(unicodedata.category(ch) not in ("Cc", "Zl", "Zp") for ch in shown)
+    if text.isprintable():
+        assert shown == text  # ordinary text, of any script, is shown as it is
+
+
+def test_escape_controls_examples() -> None:
+    assert p.escape_controls("\x1b[2J\x1b]0;title\x07") == "\\x1b[2J\\x1b]0;title\\x07"
+    assert p.escape_controls("a\tb\rc\nd") == "a\\tb\\rc\\nd"
+    assert p.escape_controls("x\u202egnp.exe\u2028\x9b") == "x\\u202egnp.exe\\u2028\\x9b"
+    family = "\U0001f468\u200d\U0001f469"  # emoji joined by ZWJ: left alone
+    assert p.escape_controls(f"caf\u00e9 {family}") == f"caf\u00e9 {family}"

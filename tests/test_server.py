@@ -27,6 +27,7 @@ from labchat.server import Limits, Server
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
 AUTH_FAILED = p.Err("auth", "invalid user name or password")
+PASSWORD_ALICE = PASSWORDS["alice"]
 
 MODES = {
     "tls1.2": {"tls_version": "1.2"},
@@ -263,18 +264,22 @@ def test_Server_second_login_refused(make_server, connect) -> None:
     assert alice.who() == ["alice"]
 
 
-def test_Server_same_user_twice_refused(make_server, connect) -> None:
+def test_Server_same_user_again_takes_the_session_over(make_server, connect) -> None:
     server = make_server()
+    bob = connect(server, user="bob")
     first = connect(server, user="alice")
+    assert recv(bob) == p.Join("alice")
     second = connect(server)
-    with pytest.raises(LoginError) as info:
-        second.login("alice", PASSWORDS["alice"])
-    assert info.value.code == "auth"
-    assert "already logged in" in info.value.text
-    assert first.who() == ["alice"]
-    assert sync(first) == []  # no JOIN for the refused copy
-    second.login("bob", PASSWORDS["bob"])  # the same connection may log in as someone else
-    assert recv(first) == p.Join("bob")
+    second.login("alice", PASSWORD_ALICE)  # issue 11: a ghost must not keep the name
+    # The old connection is told why, and closed.
+    assert recv_kind(first, p.Err).code == "replaced"
+    with pytest.raises(ConnectionClosed):
+        first.recv_all(2.0)
+    # The room saw no LEAVE and no JOIN: alice never left.
+    assert sync(bob) == []
+    assert second.who() == ["alice", "bob"]
+    bob.say("still one alice")
+    assert recv_kind(second, p.Msg) == p.Msg("bob", "still one alice")
 
 
 def test_Server_commands_before_login(make_server, connect) -> None:
@@ -324,8 +329,9 @@ def test_Server_bad_input_gets_ERR_and_connection_continues(make_server, connect
         (b"FROB x\n", "unknown-command"),
         (b"\n", "syntax"),
         (b"\r\n", "syntax"),
-        (b"SAY a\rb\n", "syntax"),  # a bare CR once killed the session
-        (b"PING a\rb\n", "syntax"),
+        (b"SAY a\rb\n", "encoding"),  # a bare CR once killed the session
+        (b"PING a\rb\n", "encoding"),
+        (b"SAY \x1b[2J\n", "encoding"),  # control characters: issue 11
         (b"WHO now\n", "syntax"),
     ]
     for data, code in cases:
@@ -577,3 +583,19 @@ def test_Server_as_context_manager(lab_certs, users) -> None:
 def test_Server_missing_certificates(tmp_path, users) -> None:
     with pytest.raises(FileNotFoundError, match="labchat certs"):
         Server(port=0, certs_dir=tmp_path / "nowhere", users=users)
+
+
+@pytest.mark.parametrize(
+    ("peer", "source"),
+    [
+        (("127.0.0.7", 5000), "127.0.0.7"),
+        (("::ffff:10.0.0.5", 5000, 0, 0), "10.0.0.5"),
+        (("2001:db8:1:2:3:4:5:6", 5000, 0, 0), "2001:db8:1:2::/64"),
+        (("2001:db8:1:2::ffff", 5000, 0, 0), "2001:db8:1:2::/64"),
+        (("fe80::1%eth0", 5000, 0, 2), "fe80::/64"),
+    ],
+)
+def test_source_of_counts_ipv6_per_64(peer: tuple, source: str) -> None:
+    from labchat.server import source_of
+
+    assert source_of(peer) == source

@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 from labchat import protocol as p
 from labchat.auth import UserStore
 from labchat.certs import create_lab_certs
-from labchat.client import ChatError, Client, LoginError
+from labchat.client import ChatError, Client, ConnectionClosed
 from labchat.server import Server
 
 PASSWORD = "correct horse"
@@ -137,18 +137,34 @@ class ChatRoom(RuleBasedStateMachine):
         slot = self._pick(data, logged_in=False)
         conn = self.conns[slot]
         name = NAMES[slot]
+        # After a takeover another slot may hold this name: this login takes it back.
+        holder = next((s for s, c in self.conns.items() if c.user == name), None)
         conn.client.login(name, PASSWORD)
         conn.user = name
+        if holder is not None:
+            self._replaced(self.conns.pop(holder))
 
     @rule(slot=SLOTS, other=SLOTS)
     def login_as_someone_logged_in(self, slot: int, other: int) -> None:
+        """Issue 11: logging in again takes the session over (the ghost-session fix)."""
         conn = self.conns.get(slot)
         name = NAMES[other]
         if conn is None or conn.user is not None or name not in self._members():
             return
-        with pytest.raises(LoginError) as info:
-            conn.client.login(name, PASSWORD)
-        assert info.value.code == "auth"
+        old_slot = next(s for s, c in self.conns.items() if c.user == name)
+        old = self.conns.pop(old_slot)
+        conn.client.login(name, PASSWORD)
+        conn.user = name
+        self._replaced(old)
+
+    def _replaced(self, old: Conn) -> None:
+        # The invariant synced the old connection after the last step, so it had nothing
+        # unsent: it gets ERR replaced and is closed, and the new one starts afresh.
+        reply = old.client.recv(3.0)
+        assert isinstance(reply, p.Err) and reply.code == "replaced", reply
+        with pytest.raises(ConnectionClosed):
+            old.client.recv_all(3.0)
+        old.client.close()
 
     @rule(slot=SLOTS)
     def say_before_login(self, slot: int) -> None:

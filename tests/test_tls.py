@@ -17,6 +17,7 @@ from labchat.certs import CA, LabCertPaths, create_lab_certs
 from labchat.tls import (
     MOZILLA_INTERMEDIATE_CIPHERS,
     InsecureTLSWarning,
+    KeylogError,
     KeyPermissionError,
     check_private_key_permissions,
     client_context,
@@ -311,13 +312,85 @@ def test_keylog_written_0600(lab: LabCertPaths, tmp_path: Path, version: str, la
 
 
 @posix_only
-def test_keylog_existing_file_is_tightened(lab: LabCertPaths, tmp_path: Path) -> None:
+def test_keylog_existing_0600_file_of_ours_is_appended_to(lab: LabCertPaths, tmp_path: Path):
+    log = tmp_path / "keys.log"
+    log.write_bytes(b"# earlier\n")
+    log.chmod(0o600)
+    server = _server(lab, keylog=log)
+    assert handshake(server, client_context(cafile=lab.ca_cert)).ok
+    assert log.read_bytes().startswith(b"# earlier\n")  # appended to, never truncated
+    assert len(log.read_bytes().splitlines()) > 1
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+@posix_only
+def test_keylog_new_file_is_0600_whatever_the_umask(lab: LabCertPaths, tmp_path: Path) -> None:
+    log = tmp_path / "keys.log"
+    old = os.umask(0)
+    try:
+        client_context(cafile=lab.ca_cert, keylog=log)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+@posix_only
+def test_keylog_readable_by_others_is_refused_not_changed(lab: LabCertPaths, tmp_path: Path):
     log = tmp_path / "keys.log"
     log.write_bytes(b"# earlier\n")
     log.chmod(0o644)
-    client_context(cafile=lab.ca_cert, keylog=log)
-    assert stat.S_IMODE(log.stat().st_mode) == 0o600
-    assert log.read_bytes() == b"# earlier\n"  # appended to, never truncated
+    with pytest.raises(KeylogError, match=r"mode 0o644.*chmod 600"):
+        client_context(cafile=lab.ca_cert, keylog=log)
+    assert stat.S_IMODE(log.stat().st_mode) == 0o644
+    assert log.read_bytes() == b"# earlier\n"
+
+
+@posix_only
+@pytest.mark.parametrize("dangling", [False, True], ids=["symlink", "dangling-symlink"])
+def test_keylog_symlink_is_refused(lab: LabCertPaths, tmp_path: Path, dangling: bool) -> None:
+    target = tmp_path / "target"
+    if not dangling:
+        target.write_bytes(b"someone's file\n")
+        target.chmod(0o600)
+    link = tmp_path / "keys.log"
+    link.symlink_to(target)
+    for make in (
+        lambda: client_context(cafile=lab.ca_cert, keylog=link),
+        lambda: _server(lab, keylog=link),
+    ):
+        with pytest.raises(KeylogError, match="symbolic link"):
+            make()
+    if dangling:
+        assert not target.exists()  # the link's target was never created
+    else:
+        assert target.read_bytes() == b"someone's file\n"
+
+
+@posix_only
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to chown")
+def test_keylog_owned_by_another_user_is_refused(lab: LabCertPaths, tmp_path: Path) -> None:
+    # What the issue saw: a file that `nobody` created first stayed theirs, with the secrets.
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    log = tmp_path / "keys.log"
+    log.write_bytes(b"")
+    log.chmod(0o600)
+    os.chown(log, nobody.pw_uid, nobody.pw_gid)
+    with pytest.raises(KeylogError, match=f"user id {nobody.pw_uid}"):
+        _server(lab, keylog=log)
+    assert log.read_bytes() == b""
+
+
+@posix_only
+def test_keylog_refuses_other_kinds_of_file(lab: LabCertPaths, tmp_path: Path) -> None:
+    fifo = tmp_path / "keys.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises((KeylogError, OSError)):
+        client_context(cafile=lab.ca_cert, keylog=fifo)
+    with pytest.raises(ValueError, match="control character"):
+        client_context(cafile=lab.ca_cert, keylog=tmp_path / "keys\n.log")
+    assert not (tmp_path / "keys\n.log").exists()
 
 
 # --- insecure, permissions, strict ---------------------------------------------------------

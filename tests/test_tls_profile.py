@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import ssl
 import stat
@@ -230,15 +231,138 @@ def test_sslyze_mozilla_intermediate(served: Served) -> None:
         issues = exc.issues
     print(f"\nsslyze scan in {elapsed:.1f} s: TLS 1.2 {sorted(tls12)}, TLS 1.3 {sorted(tls13)}")
     print(f"curves offered: {sorted(curves)}; Mozilla intermediate issues: {issues or 'none'}")
-    # The one finding Python cannot fix: OpenSSL's default key-exchange groups also offer
-    # X448 and P-521. Both are stronger than Mozilla's X25519/P-256/P-384, just slower and
-    # rarer. Restricting the list needs SSL_CTX_set1_groups_list, which the ssl module does
-    # not expose before Python 3.15; set_ecdh_curve() takes one curve and would drop X25519
-    # (every TLS 1.3 client would then need a HelloRetryRequest). docs/security.md says so.
-    unfixable = {"tls_curves"}
-    assert set(issues) <= unfixable, issues
-    assert curves >= {"X25519", "secp256r1", "secp384r1"}
-    assert curves - {"X25519", "secp256r1", "secp384r1"} <= {"X448", "secp521r1"}
+    # No finding at all: the key-exchange groups are exactly the profile's three
+    # (labchat.tlsgroups; before issue 11 OpenSSL's defaults added X448 and P-521).
+    assert issues == {}
+    assert curves == {"X25519", "secp256r1", "secp384r1"}
+
+
+# --------------------------------------------------------------------------- key exchange
+
+openssl = shutil.which("openssl")
+needs_openssl = pytest.mark.skipif(openssl is None, reason="openssl is not installed (.ci/run)")
+
+
+def s_client(served: Served, version: str, groups: str) -> subprocess.CompletedProcess:
+    """`openssl s_client -brief` offering only *groups*; stdin at EOF, so it says nothing."""
+    assert openssl is not None
+    return subprocess.run(
+        [openssl, "s_client", "-connect", f"{served.host}:{served.port}", version]
+        + ["-groups", groups, "-servername", "localhost", "-brief"]
+        + ["-CAfile", str(served.certs / "ca.pem")],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@needs_openssl
+@pytest.mark.parametrize(
+    ("version", "groups"),
+    [
+        ("-tls1_3", "ffdhe2048"),
+        ("-tls1_3", "ffdhe8192"),
+        ("-tls1_3", "ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192"),
+        ("-tls1_3", "X448"),
+        ("-tls1_3", "secp521r1"),
+        ("-tls1_2", "ffdhe2048"),
+        ("-tls1_2", "ffdhe8192"),
+    ],
+)
+def test_key_exchange_outside_the_profile_is_refused(
+    served: Served, version: str, groups: str
+) -> None:
+    result = s_client(served, version, groups)
+    assert result.returncode != 0
+    assert "handshake failure" in result.stderr + result.stdout
+
+
+@needs_openssl
+@pytest.mark.parametrize(
+    ("version", "groups", "temp_key"),
+    [
+        ("-tls1_3", "X25519", "X25519"),
+        ("-tls1_3", "P-256", "prime256v1"),
+        ("-tls1_3", "P-384", "secp384r1"),
+        # TLS 1.2 also needs P-256 offered: the client's groups must name the curve of the
+        # server's ECDSA certificate (RFC 8422 section 5.1.1), whatever the key exchange.
+        ("-tls1_2", "X25519:P-256", "X25519"),
+        ("-tls1_2", "P-384:P-256", "prime256v1"),  # both allowed: the server's preference
+        ("-tls1_2", "X448:ffdhe2048:P-256", "prime256v1"),
+        ("-tls1_3", "ffdhe8192:secp521r1:X448:P-384", "secp384r1"),
+    ],
+)
+def test_profile_groups_are_negotiated(
+    served: Served, version: str, groups: str, temp_key: str
+) -> None:
+    result = s_client(served, version, groups)
+    assert result.returncode == 0, result.stderr
+    assert f"Server Temp Key: {temp_key}" in result.stderr.replace("ECDH, ", "")
+
+
+_KERNEL = """
+import ssl, sys, time
+# Like a Jupyter kernel: ssl was imported and OpenSSL fully initialised (a handshake done in
+# memory) long before anybody starts a labchat server.
+server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+server_ctx.load_cert_chain(sys.argv[1] + "/server.pem", sys.argv[1] + "/server.key")
+client_ctx = ssl.create_default_context(cafile=sys.argv[1] + "/ca.pem")
+c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+client = client_ctx.wrap_bio(c_in, c_out, server_hostname="localhost")
+server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+for _ in range(10):
+    for obj, out, peer_in in ((client, c_out, s_in), (server, s_out, c_in)):
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        peer_in.write(out.read())
+assert client.version() == "TLSv1.3"
+from labchat import Server
+with Server(port=0, certs_dir=sys.argv[1], users=sys.argv[2]) as labchat_server:
+    print(labchat_server.address[1], flush=True)
+    sys.stdin.read()
+"""
+
+
+@needs_openssl
+def test_groups_are_restricted_in_a_process_that_initialised_openssl_first(
+    tmp_path: Path,
+) -> None:
+    certs = tmp_path / "certs"
+    create_lab_certs(certs)
+    users = tmp_path / "users.json"
+    UserStore(users, n=2**10, r=8, p=1).add("alice", "correct horse")
+    process = subprocess.Popen(
+        [sys.executable, "-c", _KERNEL, str(certs), str(users)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        served = Served("127.0.0.1", port, certs, process)
+        assert s_client(served, "-tls1_3", "ffdhe2048").returncode != 0
+        accepted = s_client(served, "-tls1_3", "X25519")
+        assert accepted.returncode == 0, accepted.stderr
+    finally:
+        process.communicate("", timeout=30)
+    assert process.returncode == 0
+
+
+def test_set_groups_reports_how_and_refuses_unknown_names() -> None:
+    from labchat.tlsgroups import set_groups
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    how = set_groups(ctx)
+    expected = "SSLContext.set_groups" if hasattr(ctx, "set_groups") else "SSL_CTX_set1_groups_list"
+    assert how == expected
+    with pytest.raises(ValueError, match="refused"):
+        set_groups(ctx, ("X25519", "no-such-group"))
+    # The failed call left no error behind for the next ssl call in this thread.
+    ctx.set_ciphers("ECDHE+AESGCM")
 
 
 # --------------------------------------------------------------------------- key files

@@ -29,8 +29,10 @@ def cmd_adduser(args: argparse.Namespace) -> int:
     store = UserStore(args.users)
     if args.name in store and not args.replace:
         raise UsageError(f"user {args.name} exists in {store.path}; use --replace to reset")
-    store.add(args.name, read_password(args, confirm=True), replace=args.replace)
-    print(f"{'updated' if args.replace else 'added'} {args.name} in {store.path}")
+    password = read_password(args, confirm=True)
+    store.add(args.name, password, replace=args.replace, operator=args.operator)
+    role = " (operator: KICK, MUTE, UNLOCK, THROTTLED)" if args.operator else ""
+    print(f"{'updated' if args.replace else 'added'} {args.name}{role} in {store.path}")
     return 0
 
 
@@ -99,6 +101,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_users_option(adduser)
     add_password_stdin(adduser)
     adduser.add_argument("--replace", action="store_true", help="reset an existing password")
+    adduser.add_argument(
+        "--operator",
+        action="store_true",
+        help="a teacher: may KICK, MUTE, UNLOCK and list THROTTLED; shown as @NAME in WHO "
+        "(with --replace the role is set to exactly this)",
+    )
     adduser.set_defaults(func=cmd_adduser)
 
     deluser = sub.add_parser("deluser", help="remove a user")

@@ -16,6 +16,7 @@ __all__ = ["cmd_chat", "register"]
 
 def cmd_chat(args: argparse.Namespace) -> int:
     from labchat.client import Client, LoginError, run_chat
+    from labchat.protocol import escape_controls as shown
     from labchat.tls import InsecureTLSWarning
 
     if args.insecure:
@@ -34,16 +35,18 @@ def cmd_chat(args: argparse.Namespace) -> int:
         certfile=args.cert,
         keyfile=args.key,
     )
+    # Everything from the server is shown through escape_controls: no control character
+    # from the network reaches this terminal (issue 11).
     print(
-        f"-- connected: {client.hello.version} {client.hello.text}"
+        f"-- connected: {shown(client.hello.version)} {shown(client.hello.text)}"
         + (f" over {client.tls_version}" if client.tls_version else " (plaintext)")
     )
     try:
-        client.login(args.user, password)
+        note = client.login(args.user, password)
     except LoginError as exc:
         client.close()
-        raise CommandError(f"login refused: {exc.code}: {exc.text}") from exc
-    print(f"-- logged in as {args.user}")
+        raise CommandError(f"login refused: {shown(exc.code)}: {shown(exc.text)}") from exc
+    print(f"-- logged in as {args.user}" + (f" {shown(note)}" if note else ""))
     return run_chat(client)
 
 

@@ -82,6 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_version=args.tls_version,
         keylog=args.keylog,
         client_ca=args.client_ca,
+        require_cert_user=args.require_cert_user,
         **limits,
     )
     stop = threading.Event()
@@ -120,6 +121,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--tls-version", choices=("1.2", "1.3"), help="pin one TLS version")
     serve.add_argument("--keylog", help="write TLS secrets to this NSS key log file")
     serve.add_argument("--client-ca", help="require client certificates from this CA (mTLS)")
+    serve.add_argument(
+        "--require-cert-user",
+        action="store_true",
+        help="with --client-ca: a LOGIN must name the account in the client certificate",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     serve.add_argument(
         "--all-cpus",
