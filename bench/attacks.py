@@ -407,6 +407,47 @@ def guesses(window: float, got: list[tuple[int, int]]) -> dict:
     }
 
 
+def markdown(res: dict) -> str:
+    """The results as the table docs/security.md shows (before/after when both were run)."""
+
+    def why(error: str) -> str:
+        kind, _, rest = error.partition(": ")
+        return f"ERR {rest.split(':')[0]}" if kind in ("ChatError", "LoginError") else kind
+
+    def cell(row: dict | None) -> str:
+        if row is None:
+            return ""
+        if not row["ok"]:
+            return f"**none of {row['rounds']} got in** ({why(row['errors'][0])})"
+        failed = row["rounds"] - row["ok"]
+        text = f"{row['login_median_ms']:.0f} / {row['login_max_ms']:.0f} ms"
+        return text + (f", **{failed} of {row['rounds']} did not get in**" if failed else "")
+
+    after = res["attacks"]["rows"]
+    before = {r["attack"]: r for r in res.get("before", {}).get("rows", [])}
+    head = "| attack | classmate's login, median / worst: after |"
+    rule = "|---|---|"
+    if before:
+        head = "| attack | before issue 11 | after |"
+        rule = "|---|---|---|"
+    lines = [head, rule]
+    for row in after:
+        cells = [row["attack"], *([cell(before.get(row["attack"]))] if before else []), cell(row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    g = res["attacks"].get("guesses")
+    if g:
+        lines += [
+            "",
+            f"Guesses checked in {g['window_s']:.0f} s: {g['account_checked']} against one "
+            f"account from one address (formula {g['formula_window'][0]}), "
+            f"{g['source_checked']} from one address over made-up names (formula "
+            f"{g['formula_window'][1]}); per hour by the formula: {g['first_hour'][0]} then "
+            f"{g['per_hour_after'][0]}/h per account and address, {g['first_hour'][1]} then "
+            f"{g['per_hour_after'][1]}/h per address.",
+        ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer logins, shorter guessing")
@@ -433,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest-attacks.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
+    log("\n" + markdown(res))
     log(f"\nwrote {out / 'latest-attacks.json'} in {res['elapsed_s']:.0f} s")
     return 0
 
