@@ -3,37 +3,116 @@
 from __future__ import annotations
 
 import argparse
+import os
 import warnings
 from pathlib import Path
 
+from labchat.client import Client
 from labchat.server import DEFAULT_PORT
 
 from .common import add_password_stdin, read_password
-from .errors import CommandError, port
+from .errors import CommandError, Target, UsageError, connect_error, port
 
-__all__ = ["cmd_chat", "register"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "PLAIN_GREETING_TIMEOUT",
+    "REQUEST_TIMEOUT",
+    "cmd_chat",
+    "open_client",
+    "register",
+]
+
+#: Seconds to connect and be greeted. A labchat server greets at once (HELLO right after the
+#: accept or the TLS handshake), so a silent peer is something else: a TLS server when we
+#: speak --plain, or not a labchat server at all. Waiting the full request timeout there
+#: left learners staring at 10 s of nothing (issue 12).
+CONNECT_TIMEOUT = 5.0
+#: Seconds a --plain client waits for HELLO: a plaintext server sends it as its first write
+#: after the accept, with no handshake before it.
+PLAIN_GREETING_TIMEOUT = 2.0
+#: Seconds each request (LOGIN, WHO, TELL, PING) may take once connected.
+REQUEST_TIMEOUT = 10.0
+
+DEFAULT_CA = str(Path("certs") / "ca.pem")
+
+
+def target(args: argparse.Namespace) -> Target:
+    """Where and how ``args`` connects (what a connection error names)."""
+    return Target(
+        host=args.host,
+        port=args.port,
+        plain=args.plain,
+        ca=None if args.plain or args.insecure else args.ca,
+        server_name=args.server_name,
+        tls_version=args.tls_version,
+        cert=args.cert,
+        waited=PLAIN_GREETING_TIMEOUT if args.plain else CONNECT_TIMEOUT,
+    )
+
+
+def check_files(args: argparse.Namespace) -> None:
+    """Check the CA file and the client certificate before connecting, naming what is wrong.
+
+    Raises:
+        UsageError: a file is missing, not PEM, or the client key does not match.
+    """
+    from labchat.diagnose import CertificateFileError, check_key_pair, read_certificates
+
+    try:
+        if not (args.plain or args.insecure):
+            read_certificates(args.ca, what="CA file")
+        if args.key and not args.cert:
+            raise UsageError("--key needs --cert (the client certificate it belongs to)")
+        if args.cert:
+            check_key_pair(args.cert, args.key, what="client certificate")
+    except FileNotFoundError as exc:
+        if exc.filename == args.ca and args.ca == DEFAULT_CA:
+            raise UsageError(
+                f"CA file {args.ca} not found in {os.getcwd()}: the default --ca is relative "
+                "to the lab folder; run labchat there, or pass --ca PATH/TO/certs/ca.pem"
+            ) from exc
+        raise UsageError(f"{exc.strerror}: check the path") from exc
+    except CertificateFileError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def open_client(args: argparse.Namespace) -> Client:
+    """Connect as ``labchat chat ARGS`` says (not logged in yet).
+
+    Raises:
+        CommandError: the connection failed; the message says why and what to do.
+    """
+    where = target(args)
+    try:
+        client = Client(
+            args.host,
+            args.port,
+            tls=not args.plain,
+            cafile=args.ca,
+            server_hostname=args.server_name,
+            tls_version=args.tls_version,
+            keylog=args.keylog,
+            insecure=args.insecure,
+            certfile=args.cert,
+            keyfile=args.key,
+            timeout=where.waited,
+        )
+    except Exception as exc:
+        raise connect_error(exc, where) from exc
+    client.timeout = REQUEST_TIMEOUT
+    return client
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from labchat.client import Client, LoginError, run_chat
+    from labchat.client import LoginError, run_chat
     from labchat.tls import InsecureTLSWarning
 
     if args.insecure:
         warnings.simplefilter("always", InsecureTLSWarning)
         warnings.formatwarning = lambda msg, *a, **k: f"WARNING: {msg}\n"  # one clear line
+    check_files(args)
     password = read_password(args, confirm=False)
-    client = Client(
-        args.host,
-        args.port,
-        tls=not args.plain,
-        cafile=args.ca,
-        server_hostname=args.server_name,
-        tls_version=args.tls_version,
-        keylog=args.keylog,
-        insecure=args.insecure,
-        certfile=args.cert,
-        keyfile=args.key,
-    )
+    client = open_client(args)
     print(
         f"-- connected: {client.hello.version} {client.hello.text}"
         + (f" over {client.tls_version}" if client.tls_version else " (plaintext)")
@@ -54,7 +133,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     chat.add_argument("--port", type=port, default=DEFAULT_PORT)
     chat.add_argument("--user", required=True, help="your user name")
     add_password_stdin(chat)
-    chat.add_argument("--ca", default=str(Path("certs") / "ca.pem"), help="lab CA certificate")
+    chat.add_argument("--ca", default=DEFAULT_CA, help="lab CA certificate")
     chat.add_argument("--server-name", help="name to check in the certificate (default: host)")
     chat.add_argument("--tls-version", choices=("1.2", "1.3"))
     chat.add_argument("--keylog", help="append TLS secrets to this NSS key log file")

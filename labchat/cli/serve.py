@@ -8,14 +8,26 @@ import os
 import signal
 import sys
 import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from labchat.certs import lab_cert_paths
+from labchat.diagnose import (
+    CertificateFileError,
+    CertificateInfo,
+    check_server_certificate,
+    format_time,
+    read_certificates,
+)
 from labchat.server import DEFAULT_PORT, Limits, Server
 
 from .common import add_users_option
-from .errors import port_or_zero
+from .errors import UsageError, listen_error, port_or_zero
 
-__all__ = ["cmd_serve", "register"]
+__all__ = ["CERT_WARN_BEFORE", "check_certificate", "cmd_serve", "register"]
+
+#: Warn at start when the server certificate ends sooner than this.
+CERT_WARN_BEFORE = timedelta(days=14)
 
 
 def _raise_open_file_limit() -> None:
@@ -50,10 +62,62 @@ def _pin_to_one_cpu() -> int | None:
     return cpus[0]
 
 
+class _ListeningOnce(logging.Filter):
+    """Drop the server's own "listening on" log record: the CLI prints that line on stdout
+    (the line scripts and tests read), and the same terminal showed it twice (issue 12)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "labchat.server" and str(record.msg).startswith("listening on"))
+
+
+def check_certificate(args: argparse.Namespace) -> CertificateInfo:
+    """Check the server certificate before listening: there, readable, valid now, and the
+    private key's pair. Log what was found, so the server says which certificate it serves.
+
+    Raises:
+        UsageError: a file is missing or broken, the key belongs to another certificate, or
+            the certificate is expired or not yet valid (the message has the dates).
+    """
+    paths = lab_cert_paths(args.certs)
+    fix = f"make new ones with `labchat certs --dir {args.certs} --force`"
+    try:
+        info = check_server_certificate(paths.server_cert, paths.server_key)
+    except FileNotFoundError as exc:
+        raise UsageError(
+            f"{exc.strerror}: create the lab certificates with `labchat certs --dir "
+            f"{args.certs}` (or `labchat init`)"
+        ) from exc
+    except CertificateFileError as exc:
+        raise UsageError(f"{exc}; {fix} (clients then need the new ca.pem)") from exc
+    left = info.not_after - datetime.now(timezone.utc)
+    log = logging.getLogger("labchat.cli")
+    log.info(
+        "certificate %s: for %s; valid until %s (%d days); matches its key %s",
+        paths.server_cert,
+        info.names_text(),
+        format_time(info.not_after),
+        left.days,
+        paths.server_key,
+    )
+    if left < CERT_WARN_BEFORE:
+        log.warning("certificate %s expires in %d days: %s", paths.server_cert, left.days, fix)
+    if args.client_ca:
+        try:
+            read_certificates(args.client_ca, what="client CA file (--client-ca)")
+        except FileNotFoundError as exc:
+            raise UsageError(exc.strerror) from exc
+        except CertificateFileError as exc:
+            raise UsageError(str(exc)) from exc
+    return info
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    handler = logging.StreamHandler()
+    handler.addFilter(_ListeningOnce())
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
+        handlers=[handler],
     )
     limits = {
         name: getattr(args, name)
@@ -66,6 +130,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "cleartext. Use it only for the lesson on what plaintext exposes.",
             file=sys.stderr,
         )
+    else:
+        check_certificate(args)
     _raise_open_file_limit()
     users = Path(args.users)
     if not users.exists():
@@ -97,7 +163,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             logging.getLogger("labchat.cli").info(
                 "running on CPU %d only (one GIL: faster on one CPU; --all-cpus to undo)", cpu
             )
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:
+        raise listen_error(exc, args.host, args.port) from exc
     host, port = server.address
     print(f"listening on {host}:{port} ({server.describe()})", flush=True)
     try:
