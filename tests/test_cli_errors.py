@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +22,11 @@ import pytest
 from conftest import PASSWORDS
 from helpers import TIMEOUT
 
+from labchat.auth import UserStore
 from labchat.certs import CA, LabCertPaths
 from labchat.cli import main
 from labchat.cli.chat import CONNECT_TIMEOUT, PLAIN_GREETING_TIMEOUT
+from labchat.client import Client
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
@@ -212,8 +215,6 @@ def test_chat_to_something_that_is_not_labchat(capsys, monkeypatch) -> None:
                     conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
                     time.sleep(0.1)
 
-        import threading
-
         thread = threading.Thread(target=greet_like_ssh)
         thread.start()
         try:
@@ -395,3 +396,56 @@ def test_demo_capture_error_is_one_line(capsys, monkeypatch, tmp_path) -> None:
     out, err = capsys.readouterr()
     assert code == 1 and out == ""
     assert_one_line_error(err, "no reference capture")
+
+
+# --------------------------------------------------------------------------- the users file
+
+
+def test_serve_refuses_a_users_file_others_can_read(lab_certs, users) -> None:
+    users.chmod(0o644)
+    result = serve("--certs", str(lab_certs.directory), "--users", str(users))
+    assert result.returncode == 2
+    assert_one_line_error(
+        result.stderr.splitlines(True)[-1],
+        f"users file {users} has mode 0o644",
+        f"Fix it with: chmod 600 {users}",
+    )
+    assert result.stdout == ""
+
+
+def test_serve_certs_dir_implies_its_users_file(lab_ca, tmp_path, passwords) -> None:
+    # --certs DIR alone: the server reads DIR/users.json (not ./certs/users.json).
+    certs = write_leaf(tmp_path / "certs", lab_ca)
+    lab_ca.cert_pem.write_to_path(certs / "ca.pem")
+    UserStore(certs / "users.json", p=1).add("alice", passwords["alice"])
+    (certs / "users.json").chmod(0o640)
+    result = serve("--certs", str(certs))
+    assert result.returncode == 2
+    assert_one_line_error(
+        result.stderr.splitlines(True)[-1], f"users file {certs / 'users.json'} has mode 0o640"
+    )
+    (certs / "users.json").chmod(0o600)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labchat", "serve", "--port", "0", "--certs", str(certs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,  # no ./certs/users.json here either way
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        port = int(proc.stdout.readline().split(":")[1].split()[0])
+        with Client("127.0.0.1", port, cafile=certs / "ca.pem", timeout=TIMEOUT) as c:
+            c.login("alice", passwords["alice"])  # only DIR/users.json knows alice
+    finally:
+        proc.terminate()
+        proc.wait(TIMEOUT)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_init_certs_dir_implies_its_users_file(capsys, tmp_path) -> None:
+    code = main(["init", "--certs", str(tmp_path / "lab")])
+    capsys.readouterr()
+    assert code == 0
+    assert UserStore(tmp_path / "lab" / "users.json").names() == ["alice", "bob"]

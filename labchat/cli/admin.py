@@ -8,7 +8,7 @@ import secrets
 from labchat.auth import UserStore
 from labchat.certs import create_lab_certs, issue_client_cert, lab_cert_paths
 
-from .common import add_password_stdin, add_users_option, read_password
+from .common import add_password_stdin, add_users_option, read_password, users_file
 from .errors import UsageError
 
 __all__ = [
@@ -26,7 +26,7 @@ DEMO_USERS = ("alice", "bob")
 
 
 def cmd_adduser(args: argparse.Namespace) -> int:
-    store = UserStore(args.users)
+    store = UserStore(users_file(args))
     if args.name in store and not args.replace:
         raise UsageError(f"user {args.name} exists in {store.path}; use --replace to reset")
     store.add(args.name, read_password(args, confirm=True), replace=args.replace)
@@ -35,14 +35,14 @@ def cmd_adduser(args: argparse.Namespace) -> int:
 
 
 def cmd_deluser(args: argparse.Namespace) -> int:
-    store = UserStore(args.users)
+    store = UserStore(users_file(args))
     store.remove(args.name)
     print(f"removed {args.name} from {store.path}")
     return 0
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    store = UserStore(args.users)
+    store = UserStore(users_file(args))
     names = store.names()
     print("\n".join(names) if names else f"no users in {store.path}")
     return 0
@@ -72,7 +72,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     else:
         create_lab_certs(args.certs, force=True)
         print(f"lab certificates: created in {paths.directory}/")
-    store = UserStore(args.users)
+    store = UserStore(users_file(args))
     created = []
     for name in DEMO_USERS:
         if name not in store:

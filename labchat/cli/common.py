@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from pathlib import Path
 
 from labchat.server import DEFAULT_USERS
 
 from .errors import UsageError
 
-__all__ = ["add_password_stdin", "add_users_option", "read_password"]
+__all__ = ["add_password_stdin", "add_users_option", "read_password", "users_file"]
 
 
 def read_password(args: argparse.Namespace, *, confirm: bool) -> str:
@@ -37,10 +38,22 @@ def read_password(args: argparse.Namespace, *, confirm: bool) -> str:
 
 
 def add_users_option(parser: argparse.ArgumentParser) -> None:
-    """``--users FILE``."""
+    """``--users FILE``; without it, `users_file` picks ``users.json`` in the certs directory."""
+    default = "users.json in the --certs directory" if parser.get_default("certs") else None
     parser.add_argument(
-        "--users", default=str(DEFAULT_USERS), help=f"users file (default {DEFAULT_USERS})"
+        "--users",
+        metavar="FILE",
+        help=f"users file: scrypt hashes, mode 0600 (default: {default or DEFAULT_USERS})",
     )
+
+
+def users_file(args: argparse.Namespace) -> Path:
+    """The users file ``args`` means: ``--users FILE``, else ``users.json`` next to the
+    certificates (``--certs DIR``), else `labchat.server.DEFAULT_USERS`."""
+    if args.users:
+        return Path(args.users)
+    certs = getattr(args, "certs", None)
+    return Path(certs) / "users.json" if certs else DEFAULT_USERS
 
 
 def add_password_stdin(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
@@ -21,10 +22,10 @@ from labchat.diagnose import (
 )
 from labchat.server import DEFAULT_PORT, Limits, Server
 
-from .common import add_users_option
+from .common import add_users_option, users_file
 from .errors import UsageError, listen_error, port_or_zero
 
-__all__ = ["CERT_WARN_BEFORE", "check_certificate", "cmd_serve", "register"]
+__all__ = ["CERT_WARN_BEFORE", "check_certificate", "check_users_file", "cmd_serve", "register"]
 
 #: Warn at start when the server certificate ends sooner than this.
 CERT_WARN_BEFORE = timedelta(days=14)
@@ -68,6 +69,25 @@ class _ListeningOnce(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.name == "labchat.server" and str(record.msg).startswith("listening on"))
+
+
+def check_users_file(path: Path) -> None:
+    """Refuse a users file that group or others can read, as a private key is refused.
+
+    Its scrypt hashes are slow to guess but not impossible: whoever can read them can try
+    passwords offline, at their own pace and without the server's login throttle.
+
+    Raises:
+        UsageError: the file's mode lets group or others read (or write) it.
+    """
+    if os.name == "nt" or not path.exists():  # Windows ACLs do not map onto mode bits
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise UsageError(
+            f"users file {path} has mode {mode:#o}: group or others can read its password "
+            f"hashes. Fix it with: chmod 600 {path}"
+        )
 
 
 def check_certificate(args: argparse.Namespace) -> CertificateInfo:
@@ -133,10 +153,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         check_certificate(args)
     _raise_open_file_limit()
-    users = Path(args.users)
+    users = users_file(args)
+    check_users_file(users)
     if not users.exists():
         print(
-            f"note: {users} does not exist yet; add accounts with `labchat adduser NAME`",
+            f"note: {users} does not exist yet; add accounts with "
+            f"`labchat adduser NAME --users {users}`",
             file=sys.stderr,
         )
     server = Server(
