@@ -9,21 +9,29 @@ JUPYTER_PORT ?= 8888
 .PHONY: setup lab test lint demo captures bench clean student
 
 # Create the venv if missing and install labchat with its test extras.
-# Re-runs only when pyproject.toml changes.
+# Re-runs only when pyproject.toml changes. pip's output (and the build backend's warnings)
+# goes to $(VENV)/pip.log, shown only if the install fails: on success it buried the demo
+# passwords that `make lab` prints (issue 12).
+PIP_LOG := $(VENV)/pip.log
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	@echo "installing labchat and its dependencies into $(VENV) (log: $(PIP_LOG))"
+	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[test]'; } \
+		>$(PIP_LOG) 2>&1 || { cat $(PIP_LOG); echo "pip install failed (above, and in $(PIP_LOG))"; exit 1; }
 	@touch $(STAMP)
 
 setup: $(STAMP)
 
 # Certificates and demo accounts if missing, then JupyterLab on the first notebook.
+# `labchat init` ends with the demo accounts in a box; JupyterLab logs only warnings, so the
+# next thing on screen is its banner with the address (JUPYTER_LOG_LEVEL=INFO for the rest).
 # Jupyter refuses to run as root (a container, CI) unless told --allow-root.
+JUPYTER_LOG_LEVEL ?= WARN
 lab: setup
-	$(PY) -m labchat init
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.port=$(JUPYTER_PORT) \
+	@$(PY) -m labchat init
+	@$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.port=$(JUPYTER_PORT) \
 		--LabApp.default_url=/lab/tree/00-start-here.ipynb \
+		--ServerApp.log_level=$(JUPYTER_LOG_LEVEL) --LabApp.log_level=$(JUPYTER_LOG_LEVEL) \
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
 
 # Every test, notebooks included. Non-zero exit on any failure.

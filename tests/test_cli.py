@@ -8,6 +8,7 @@ import re
 import select
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -103,21 +104,62 @@ def test_cli_certs_refusal_as_a_process(tmp_path, lab_certs) -> None:
     assert result.stdout == ""
 
 
-def test_cli_init_creates_once(capsys, tmp_path) -> None:
-    certs, users = tmp_path / "certs", tmp_path / "users.json"
-    code, out, err = run(capsys, "init", "--certs", str(certs), "--users", str(users))
+BOX_LINE = r"^\|\s+(alice|bob)\s+(\S+)\s+\|$"
+
+
+def test_cli_init_creates_once_and_shows_the_accounts_every_time(capsys, tmp_path) -> None:
+    from labchat.auth import verify_password
+
+    certs = tmp_path / "certs"
+    code, out, err = run(capsys, "init", "--certs", str(certs))
     assert code == 0, err
     assert "created" in out
-    shown = dict(re.findall(r"^\s+(alice|bob)\s+(\S+)$", out, re.M))
+    shown = dict(re.findall(BOX_LINE, out, re.M))
     assert set(shown) == {"alice", "bob"}
-    assert UserStore(users).names() == ["alice", "bob"]
+    store = UserStore(certs / "users.json")  # --certs DIR implies DIR/users.json
+    assert all(verify_password(store.record(n), pw) for n, pw in shown.items())
+    accounts = certs / "demo-accounts.txt"
+    assert stat.S_IMODE(accounts.stat().st_mode) == 0o600
+    assert f"alice  {shown['alice']}\n" in accounts.read_text()
+    assert out.rstrip().endswith("+")  # the box is the last thing printed
     cert_before = lab_cert_paths(certs).server_cert.read_bytes()
 
-    code, out, err = run(capsys, "init", "--certs", str(certs), "--users", str(users))
+    code, out, err = run(capsys, "init", "--certs", str(certs))
     assert code == 0, err
-    assert "already there" in out and "already in" in out
-    assert shown["alice"] not in out  # a password is shown once only
+    assert "already there" in out
+    assert dict(re.findall(BOX_LINE, out, re.M)) == shown  # shown again, unchanged
     assert lab_cert_paths(certs).server_cert.read_bytes() == cert_before
+
+
+def test_cli_passwd_resets_and_prints_and_init_shows_only_passwords_that_work(
+    capsys, monkeypatch, tmp_path
+) -> None:
+    from labchat.auth import verify_password
+
+    certs = tmp_path / "certs"
+    assert run(capsys, "init", "--certs", str(certs))[0] == 0
+    users = certs / "users.json"
+    code, out, err = run(capsys, "passwd", "alice", "--users", str(users))
+    assert code == 0, err
+    match = re.fullmatch(r"new password for alice: (\S{12}) \(also in (.+)\)\n", out)
+    assert match and match.group(2) == str(certs / "demo-accounts.txt"), out
+    assert verify_password(UserStore(users).record("alice"), match.group(1))
+    assert f"alice  {match.group(1)}\n" in (certs / "demo-accounts.txt").read_text()
+
+    # bob chooses his own: it is not written down, and init no longer shows an old one.
+    code, out, err = run(
+        capsys, "adduser", "bob", "--users", str(users), "--replace", "--password-stdin",
+        stdin="bobs-own-password\n", monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "bob" not in (certs / "demo-accounts.txt").read_text()
+    code, out, err = run(capsys, "init", "--certs", str(certs))
+    assert dict(re.findall(BOX_LINE, out, re.M)) == {"alice": match.group(1)}
+    assert "`labchat passwd bob` gives it a new random one" in out
+
+    code, _, err = run(capsys, "passwd", "nobody", "--users", str(users))
+    assert code == 2
+    assert_one_line_error(err, "no user nobody in", "labchat adduser nobody")
 
 
 # --------------------------------------------------------------------------- users

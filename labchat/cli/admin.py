@@ -1,11 +1,19 @@
-"""Setting up a lab: ``labchat init``, ``certs``, ``adduser``, ``deluser`` and ``users``."""
+"""Lab set-up: ``labchat init``, ``certs``, ``adduser``, ``passwd``, ``deluser``, ``users``."""
 
 from __future__ import annotations
 
 import argparse
-import secrets
+from pathlib import Path
 
-from labchat.auth import UserStore
+from labchat.accounts import (
+    ACCOUNTS_FILE,
+    accounts_box,
+    new_password,
+    read_accounts,
+    update_accounts,
+    write_accounts,
+)
+from labchat.auth import UserStore, verify_password
 from labchat.certs import create_lab_certs, issue_client_cert, lab_cert_paths
 
 from .common import add_password_stdin, add_users_option, read_password, users_file
@@ -17,6 +25,7 @@ __all__ = [
     "cmd_certs",
     "cmd_deluser",
     "cmd_init",
+    "cmd_passwd",
     "cmd_users",
     "register",
 ]
@@ -25,18 +34,52 @@ __all__ = [
 DEMO_USERS = ("alice", "bob")
 
 
+def _accounts_path(users: Path) -> Path:
+    """The demo accounts file lives next to the users file (certs/ by default)."""
+    return users.parent / ACCOUNTS_FILE
+
+
 def cmd_adduser(args: argparse.Namespace) -> int:
     store = UserStore(users_file(args))
     if args.name in store and not args.replace:
-        raise UsageError(f"user {args.name} exists in {store.path}; use --replace to reset")
+        raise UsageError(
+            f"user {args.name} exists in {store.path}; use --replace to set a new password "
+            f"(or `labchat passwd {args.name}` for a random one)"
+        )
     store.add(args.name, read_password(args, confirm=True), replace=args.replace)
+    # A password the person chose is theirs: never written down; an old demo one is stale.
+    update_accounts(_accounts_path(store.path), args.name, None)
     print(f"{'updated' if args.replace else 'added'} {args.name} in {store.path}")
+    return 0
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    """Give an existing account a new random password and print it (or set one from stdin)."""
+    store = UserStore(users_file(args))
+    if args.name not in store:
+        raise UsageError(
+            f"no user {args.name} in {store.path}: `labchat users` lists them, "
+            f"`labchat adduser {args.name}` adds one"
+        )
+    chosen = args.password_stdin
+    password = read_password(args, confirm=False) if chosen else new_password()
+    store.add(args.name, password, replace=True)
+    accounts = _accounts_path(store.path)
+    if chosen:
+        update_accounts(accounts, args.name, None)
+        print(f"new password set for {args.name} in {store.path}")
+        return 0
+    kept = args.name in DEMO_USERS or args.name in read_accounts(accounts)
+    if kept:
+        update_accounts(accounts, args.name, password)
+    print(f"new password for {args.name}: {password}" + (f" (also in {accounts})" if kept else ""))
     return 0
 
 
 def cmd_deluser(args: argparse.Namespace) -> int:
     store = UserStore(users_file(args))
     store.remove(args.name)
+    update_accounts(_accounts_path(store.path), args.name, None)
     print(f"removed {args.name} from {store.path}")
     return 0
 
@@ -65,7 +108,8 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Lab setup for `make lab`: certificates and demo accounts, only where missing."""
+    """Lab setup for `make lab`: certificates and demo accounts, only where missing; the
+    accounts in a box at the end, every time (issue 12: they were easy to miss)."""
     paths = lab_cert_paths(args.certs)
     if paths.server_cert.exists() and paths.server_key.exists():
         print(f"lab certificates: {paths.directory}/ (already there)")
@@ -73,22 +117,31 @@ def cmd_init(args: argparse.Namespace) -> int:
         create_lab_certs(args.certs, force=True)
         print(f"lab certificates: created in {paths.directory}/")
     store = UserStore(users_file(args))
-    created = []
+    accounts_file = _accounts_path(store.path)
+    known = read_accounts(accounts_file)
+    added = []
     for name in DEMO_USERS:
         if name not in store:
-            password = secrets.token_urlsafe(9)
-            store.add(name, password)
-            created.append((name, password))
-    if created:
-        print(f"demo accounts added to {store.path} (passwords shown once, only here):")
-        for name, password in created:
-            print(f"    {name:8s} {password}")
-    existing = [n for n in DEMO_USERS if n not in dict(created)]
-    if existing:
-        print(
-            f"demo accounts already in {store.path}: {', '.join(existing)} "
-            f"(forgot a password? labchat adduser NAME --replace)"
-        )
+            known[name] = new_password()
+            store.add(name, known[name])
+            added.append(name)
+    if added:
+        write_accounts(accounts_file, known)
+        print(f"demo accounts: added {', '.join(added)} to {store.path}")
+    # Only show a password that still works (adduser --replace may have changed it since).
+    shown = {}
+    for name in DEMO_USERS:
+        record = store.record(name)
+        if name in known and record is not None and verify_password(record, known[name]):
+            shown[name] = known[name]
+    for name in DEMO_USERS:
+        if name not in shown:
+            print(
+                f"demo account {name}: its password was chosen with `labchat adduser` and "
+                f"not written down; `labchat passwd {name}` gives it a new random one"
+            )
+    if shown:
+        print(accounts_box(shown, path=accounts_file))
     return 0
 
 
@@ -100,6 +153,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_password_stdin(adduser)
     adduser.add_argument("--replace", action="store_true", help="reset an existing password")
     adduser.set_defaults(func=cmd_adduser)
+
+    passwd = sub.add_parser("passwd", help="give a user a new random password and print it")
+    passwd.add_argument("name")
+    add_users_option(passwd)
+    add_password_stdin(passwd)
+    passwd.set_defaults(func=cmd_passwd)
 
     deluser = sub.add_parser("deluser", help="remove a user")
     deluser.add_argument("name")

@@ -22,7 +22,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: dict[str, tuple[str, ...]] = {
     "serve": ("serve",),
     "chat": ("chat",),
-    "admin": ("adduser", "deluser", "users", "certs", "init"),
+    "admin": ("adduser", "passwd", "deluser", "users", "certs", "init"),
     "capture": ("capture",),
     "inspect": ("inspect",),
     "demo": ("demo",),
