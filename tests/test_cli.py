@@ -552,6 +552,7 @@ def test_cli_ctrl_c_exits_130_without_a_traceback(make_server, lab_certs) -> Non
         term.proc.send_signal(signal.SIGINT)
         assert term.finish() == 130
         assert b"Traceback" not in term.output
+        assert re.search(rb"password: \r?\n$", term.output), term.output  # the line is ended
     finally:
         term.close()
 

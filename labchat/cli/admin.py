@@ -146,22 +146,24 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``adduser``, ``deluser``, ``users``, ``certs`` and ``init`` to the subcommands."""
+    """Add ``adduser``, ``passwd``, ``deluser``, ``users``, ``certs`` and ``init``."""
     adduser = sub.add_parser("adduser", help="add a user (or reset a password with --replace)")
-    adduser.add_argument("name")
+    adduser.add_argument("name", help="user name: 1-32 letters, digits, '_', '.' or '-'")
     add_users_option(adduser)
     add_password_stdin(adduser)
-    adduser.add_argument("--replace", action="store_true", help="reset an existing password")
+    adduser.add_argument(
+        "--replace", action="store_true", help="give an existing user this new password"
+    )
     adduser.set_defaults(func=cmd_adduser)
 
     passwd = sub.add_parser("passwd", help="give a user a new random password and print it")
-    passwd.add_argument("name")
+    passwd.add_argument("name", help="an existing user")
     add_users_option(passwd)
-    add_password_stdin(passwd)
+    add_password_stdin(passwd, otherwise="a random one, printed")
     passwd.set_defaults(func=cmd_passwd)
 
     deluser = sub.add_parser("deluser", help="remove a user")
-    deluser.add_argument("name")
+    deluser.add_argument("name", help="the user to remove")
     add_users_option(deluser)
     deluser.set_defaults(func=cmd_deluser)
 
@@ -169,22 +171,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_users_option(users)
     users.set_defaults(func=cmd_users)
 
-    certs = sub.add_parser("certs", help="create the lab CA and server certificate")
-    certs.add_argument("--dir", default="certs", help="output directory (default certs/)")
+    certs = sub.add_parser(
+        "certs",
+        help="create the lab CA and server certificate",
+        description="Create a lab CA and a server certificate signed by it (docs/certificates.md "
+        "shows the same with openssl). Keys are written with mode 0600.",
+    )
+    certs.add_argument("--dir", default="certs", help="output directory")
     certs.add_argument(
         "--host",
         action="append",
         metavar="NAME_OR_IP",
-        help="extra name or address for the server certificate (repeatable)",
+        help="another name or address for the server certificate, besides localhost, "
+        "127.0.0.1 and ::1 (repeatable)",
     )
     certs.add_argument(
-        "--key-type", choices=("ec", "rsa"), default="ec", help="ECDSA P-256 (default) or RSA-2048"
+        "--key-type",
+        choices=("ec", "rsa"),
+        default="ec",
+        help="ECDSA P-256 (ec) or RSA-2048 (rsa)",
     )
-    certs.add_argument("--client", metavar="NAME", help="issue a client certificate instead")
+    certs.add_argument(
+        "--client",
+        metavar="NAME",
+        help="issue a client certificate NAME (mutual TLS) from the CA in --dir instead",
+    )
     certs.add_argument("--force", action="store_true", help="overwrite existing files")
     certs.set_defaults(func=cmd_certs)
 
-    init = sub.add_parser("init", help="create lab certificates and demo accounts if missing")
-    init.add_argument("--certs", default="certs")
+    init = sub.add_parser(
+        "init",
+        help="create lab certificates and demo accounts if missing",
+        description="What `make lab` runs first: the lab CA and server certificate, and the "
+        "demo accounts alice and bob, each only if missing. Ends with the demo accounts and "
+        f"their passwords in a box (also kept in DIR/{ACCOUNTS_FILE}, mode 0600).",
+    )
+    init.add_argument(
+        "--certs", default="certs", metavar="DIR", help="directory for certificates and users"
+    )
     add_users_option(init)
     init.set_defaults(func=cmd_init)

@@ -128,22 +128,50 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``chat`` to the ``labchat`` subcommands."""
-    chat = sub.add_parser("chat", help="chat in this terminal")
-    chat.add_argument("--host", default="127.0.0.1")
-    chat.add_argument("--port", type=port, default=DEFAULT_PORT)
+    chat = sub.add_parser(
+        "chat",
+        help="chat in this terminal",
+        description=(
+            "Log in to a labchat server and chat. In a terminal: the input line stays at the "
+            "bottom, with history and completion (/help lists the commands). With stdin or "
+            "stdout not a terminal (a pipe, a file): one line in, replies out."
+        ),
+    )
+    chat.add_argument("--host", default="127.0.0.1", help="server name or address")
+    chat.add_argument("--port", type=port, default=DEFAULT_PORT, help="server port (1-65535)")
     chat.add_argument("--user", required=True, help="your user name")
     add_password_stdin(chat)
-    chat.add_argument("--ca", default=DEFAULT_CA, help="lab CA certificate")
-    chat.add_argument("--server-name", help="name to check in the certificate (default: host)")
-    chat.add_argument("--tls-version", choices=("1.2", "1.3"))
-    chat.add_argument("--keylog", help="append TLS secrets to this NSS key log file")
-    chat.add_argument("--plain", action="store_true", help="no TLS (server must use --plain)")
+    chat.add_argument(
+        "--ca",
+        default=DEFAULT_CA,
+        metavar="FILE",
+        help="the lab CA certificate that signed the server's (PEM)",
+    )
+    chat.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help="name to check in the server certificate (default: --host)",
+    )
+    chat.add_argument(
+        "--tls-version", choices=("1.2", "1.3"), help="allow only this TLS version (default: both)"
+    )
+    chat.add_argument(
+        "--keylog",
+        metavar="FILE",
+        help="append this session's TLS secrets to FILE (NSS key log, mode 0600: it decrypts "
+        "the capture)",
+    )
+    chat.add_argument(
+        "--plain", action="store_true", help="no TLS (INSECURE; the server must use --plain)"
+    )
     chat.add_argument(
         "--insecure",
         action="store_true",
         help="skip certificate checks (INSECURE: anyone in the middle can read "
         "and change the chat)",
     )
-    chat.add_argument("--cert", help="client certificate (mutual TLS)")
-    chat.add_argument("--key", help="client private key (mutual TLS)")
+    chat.add_argument("--cert", metavar="FILE", help="client certificate, for mutual TLS (PEM)")
+    chat.add_argument(
+        "--key", metavar="FILE", help="its private key (PEM, mode 0600; default: in --cert)"
+    )
     chat.set_defaults(func=cmd_chat)

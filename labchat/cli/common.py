@@ -31,9 +31,15 @@ def read_password(args: argparse.Namespace, *, confirm: bool) -> str:
         return line.rstrip("\r\n")
     if not sys.stdin.isatty():
         raise UsageError("no terminal to ask for a password; use --password-stdin")
-    password = getpass.getpass("password: ")
-    if confirm and getpass.getpass("again: ") != password:
-        raise UsageError("the two passwords differ")
+    try:
+        password = getpass.getpass("password: ")
+        if confirm and getpass.getpass("again: ") != password:
+            raise UsageError("the two passwords differ")
+    except (KeyboardInterrupt, EOFError):
+        # getpass leaves the cursor after the prompt: end that line, or the shell's prompt
+        # (or the error line) would start on it (issue 12).
+        print(file=sys.stderr)
+        raise
     return password
 
 
@@ -56,10 +62,10 @@ def users_file(args: argparse.Namespace) -> Path:
     return Path(certs) / "users.json" if certs else DEFAULT_USERS
 
 
-def add_password_stdin(parser: argparse.ArgumentParser) -> None:
-    """``--password-stdin``."""
+def add_password_stdin(parser: argparse.ArgumentParser, otherwise: str = "ask") -> None:
+    """``--password-stdin``; *otherwise* says what happens without it."""
     parser.add_argument(
         "--password-stdin",
         action="store_true",
-        help="read the password from the first line of standard input",
+        help=f"read the password from the first line of standard input (default: {otherwise})",
     )

@@ -81,6 +81,9 @@ class ArgumentParser(argparse.ArgumentParser):
     """
 
     def __init__(self, *args: Any, unavailable: CommandError | None = None, **kwargs: Any):
+        from .help import HelpFormatter
+
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
         self.unavailable = unavailable
 

@@ -25,7 +25,14 @@ from labchat.server import DEFAULT_PORT, Limits, Server
 from .common import add_users_option, users_file
 from .errors import UsageError, listen_error, port_or_zero
 
-__all__ = ["CERT_WARN_BEFORE", "check_certificate", "check_users_file", "cmd_serve", "register"]
+__all__ = [
+    "CERT_WARN_BEFORE",
+    "LIMIT_HELP",
+    "check_certificate",
+    "check_users_file",
+    "cmd_serve",
+    "register",
+]
 
 #: Warn at start when the server certificate ends sooner than this.
 CERT_WARN_BEFORE = timedelta(days=14)
@@ -200,31 +207,77 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``--max-clients`` and friends: metavar (the unit) and help for each field of `Limits`.
+#: docs/security.md says why each default is what it is.
+LIMIT_HELP: dict[str, tuple[str, str]] = {
+    "max_clients": ("N", "connections served at once; the next one gets ERR busy"),
+    "handshake_timeout": ("SECONDS", "time for the TLS handshake"),
+    "login_timeout": ("SECONDS", "time from connecting to a successful LOGIN"),
+    "idle_timeout": ("SECONDS", "quiet time before the server sends PING"),
+    "ping_timeout": ("SECONDS", "time to answer that PING (any line counts)"),
+    "line_timeout": ("SECONDS", "time a partial line may stay unfinished (slowloris)"),
+    "outbox_bytes": ("BYTES", "bytes queued for one client before it is dropped as too slow"),
+    "write_timeout": ("SECONDS", "time one blocked write may take before the client is dropped"),
+    "flood_burst": ("LINES", "lines a client may send back to back..."),
+    "flood_rate": ("LINES/S", "...and lines per second after that (faster ones wait)"),
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``serve`` to the ``labchat`` subcommands."""
-    serve = sub.add_parser("serve", help="run the chat server")
+    serve = sub.add_parser(
+        "serve",
+        help="run the chat server",
+        description=(
+            "Run the chat server until Ctrl-C or SIGTERM. The first line on stdout is "
+            "'listening on HOST:PORT (...)'; the log goes to stderr. It checks its "
+            "certificate (valid now, matches its key) and refuses a key or users file that "
+            "others can read."
+        ),
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=port_or_zero, default=DEFAULT_PORT, help="port (0 picks one)")
-    serve.add_argument("--certs", default="certs", help="directory with server.pem/server.key")
+    serve.add_argument(
+        "--port", type=port_or_zero, default=DEFAULT_PORT, help="port to listen on; 0 picks one"
+    )
+    serve.add_argument(
+        "--certs",
+        default="certs",
+        metavar="DIR",
+        help="directory with server.pem and server.key (from `labchat certs`)",
+    )
     add_users_option(serve)
-    serve.add_argument("--plain", action="store_true", help="no TLS (INSECURE; for lessons)")
-    serve.add_argument("--tls-version", choices=("1.2", "1.3"), help="pin one TLS version")
-    serve.add_argument("--keylog", help="write TLS secrets to this NSS key log file")
-    serve.add_argument("--client-ca", help="require client certificates from this CA (mTLS)")
-    serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    serve.add_argument(
+        "--plain", action="store_true", help="no TLS (INSECURE; for the plaintext lesson)"
+    )
+    serve.add_argument(
+        "--tls-version", choices=("1.2", "1.3"), help="allow only this TLS version (default: both)"
+    )
+    serve.add_argument(
+        "--keylog",
+        metavar="FILE",
+        help="append TLS secrets to FILE (NSS key log, mode 0600: it decrypts captures)",
+    )
+    serve.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="require client certificates signed by this CA (mutual TLS)",
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     serve.add_argument(
         "--all-cpus",
         action="store_true",
         help="do not pin the server to one CPU (pinning is faster under one GIL)",
     )
+    limits = serve.add_argument_group("limits (docs/security.md says why each default)")
     for name in Limits.names():
         default = getattr(Limits, name)
-        serve.add_argument(
+        unit, text = LIMIT_HELP.get(name, ("N", name.replace("_", " ")))
+        limits.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
             type=type(default),
             default=None,
-            metavar="N",
-            help=f"(default {default})",
+            metavar=unit,
+            help=f"{text} (default: {default:g})",
         )
     serve.set_defaults(func=cmd_serve)
