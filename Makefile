@@ -38,15 +38,17 @@ lab: setup
 # The notebooks run twice under nbval (outputs compared, notebooks/sanitize.cfg hides what
 # differs run to run): with whatever capture mode works here, then with the shipped captures.
 # Importing matplotlib's font_manager first builds its font cache, whose one-time notice
-# would otherwise land on a notebook's stderr.
+# would otherwise land on a notebook's stderr. Only the lab's own notebooks (NN-*.ipynb) run:
+# one a learner made in JupyterLab (Untitled.ipynb) is theirs, not a test (issue 12).
+LAB_NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 	$(PY) -c "import matplotlib.font_manager"
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
-		--nbval-cell-timeout=120 -p no:cacheprovider notebooks
+		--nbval-cell-timeout=120 -p no:cacheprovider $(LAB_NOTEBOOKS)
 	LABCHAT_CAPTURE_MODE=offline $(PY) -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=120 \
-		-p no:cacheprovider notebooks
+		-p no:cacheprovider $(LAB_NOTEBOOKS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -198,7 +198,9 @@ def test_reference_keys_are_shipped_and_not_ignored():
     root = capture.reference_dir()
     for name, spec in scenarios.SCENARIOS.items():
         assert (root / name / "keys.log").is_file() is spec.tls
-    files = [str(p) for p in root.glob("*/keys.log")]
+    # The scenarios' own key logs only: `make demo` writes captures/demo/keys.log, which is
+    # rightly git-ignored (issue 12: globbing captures/ made `make demo && make test` fail).
+    files = [str(root / n / "keys.log") for n, spec in scenarios.SCENARIOS.items() if spec.tls]
     ignored = subprocess.run(
         ["git", "check-ignore", *files], cwd=root.parent, capture_output=True, text=True
     )
