@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 JUPYTER_PORT ?= 8888
 
-.PHONY: setup lab test lint demo captures bench clean student
+.PHONY: setup lab test lint demo captures bench clean student docs-img
 
 # Create the venv if missing and install labchat with its test extras.
 # Re-runs only when pyproject.toml changes. pip's output (and the build backend's warnings)
@@ -64,6 +64,14 @@ captures: setup
 # Headless demo: capture a TLS 1.3 chat, draw its ladder, print what happened.
 demo: setup
 	$(PY) -m labchat demo --out captures/demo
+
+# The README's pictures, drawn again by today's code (issue 12: a picture drawn once went
+# stale): the TLS 1.3 ladder from the reference capture, then the notebook screenshots that
+# tests/test_browser.py takes in headless chromium. Run it after `make captures` or a change
+# to labchat/plots.py; tests/test_docsimg.py fails until the ladder is redrawn.
+docs-img: setup
+	$(PY) -m labchat.docsimg
+	LABCHAT_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_browser.py
 
 # Benchmarks (bench/README.md): handshakes vs openssl s_server, room fan-out vs Redis pub/sub,
 # capacity and memory, lab latency. Loopback only, about 8 minutes; writes bench/results/.

@@ -10,6 +10,7 @@ ladder arrow, ``phase-NAME`` for a shaded phase, ``field-NAME`` for a header fie
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -27,7 +28,9 @@ __all__ = [
     "flag_words",
     "in_flight",
     "ladder",
+    "lines_by_segment",
     "lost_originals",
+    "mask_password",
     "room_view",
     "rtt",
     "tcp_header",
@@ -103,12 +106,81 @@ def _compressed_times(times: list[float]) -> tuple[list[float], list[tuple[float
     return ys, breaks
 
 
-def _segment_label(seg: Segment, tls_names: list[str]) -> str:
+# LOGIN is the one labchat/1 line that carries a secret (docs/protocol.md): LOGIN NAME PASSWORD.
+_LOGIN_RE = re.compile(r"^(LOGIN +\S+ +)\S.*$")
+#: How much of a chat line a ladder label shows; the rest is "…".
+LABEL_LINE_CHARS = 40
+
+
+def mask_password(line: str) -> str:
+    """``LOGIN alice hunter2`` -> ``LOGIN alice ****``; any other labchat/1 line unchanged.
+
+    For pictures people look at (a README, slides): the password is on the wire, and
+    notebook 04 shows exactly that, but a figure has no need to repeat it.
+
+    Args:
+        line: One labchat/1 line (no line ending).
+
+    Returns:
+        The line with the password of a LOGIN replaced by ``****``.
+    """
+    return _LOGIN_RE.sub(r"\1****", line)
+
+
+def lines_by_segment(conn: Connection) -> dict[int, list[str]]:
+    """The labchat/1 lines each segment completes: segment index -> lines, in order.
+
+    A line belongs to the segment that carried its last byte (as `TLSMessage.segment` does
+    for records). Decrypted TLS application data where the key log was known, else the
+    plaintext payload; an encrypted connection without keys gives ``{}``. The lines are the
+    same as ``conn.app_lines()``, with their place on the wire.
+
+    Args:
+        conn: a connection from :func:`labchat.analysis.load`.
+
+    Returns:
+        Segment index -> the lines (decoded as UTF-8, passwords not masked).
+    """
+    if conn.tls:
+        chunks = [
+            (m.segment, m.direction, m.data)
+            for m in conn.tls_messages()
+            if m.name == "ApplicationData" and m.decrypted and m.segment is not None
+        ]
+    else:
+        chunks = [
+            (s.index, s.direction, s.payload)
+            for s in conn.segments
+            if s.payload_len and not s.retransmission and s.payload
+        ]
+    buffers: dict[str, bytes] = {}
+    out: dict[int, list[str]] = {}
+    for index, direction, data in chunks:
+        buffers[direction] = buffers.get(direction, b"") + data
+        *complete, buffers[direction] = buffers[direction].split(b"\n")
+        for raw in complete:
+            out.setdefault(index, []).append(raw.rstrip(b"\r").decode("utf-8", "replace"))
+    return out
+
+
+def _short(line: str) -> str:
+    line = mask_password(line)
+    if len(line) > LABEL_LINE_CHARS:
+        return line[: LABEL_LINE_CHARS - 1] + "…"
+    return line
+
+
+def _segment_label(seg: Segment, tls_names: list[str], lines: list[str] = ()) -> str:
     text = f"{flag_words(seg.flags)}  seq={seg.rel_seq}"
     if seg.has_ack:
         text += f" ack={seg.rel_ack}"
     text += f" len={seg.payload_len}"
-    if tls_names:
+    if lines:
+        # What the data says beats what it is called: `MSG bob hi`, not `ApplicationData`.
+        names = [n for n in tls_names if n != "ApplicationData"]
+        shown = [_short(line) for line in lines[:2]] + (["…"] if len(lines) > 2 else [])
+        text += "\n" + ", ".join(names + shown)
+    elif tls_names:
         shown = tls_names[:3] + (["…"] if len(tls_names) > 3 else [])
         text += "\n" + ", ".join(shown)
     notes = seg.notes() if hasattr(seg, "notes") else []
@@ -155,6 +227,7 @@ def ladder(
     *,
     max_segments: int = 60,
     title: str | None = None,
+    lines: bool = True,
 ) -> Figure:
     """Draw a ladder (sequence) diagram: client and server lanes, one arrow per segment.
 
@@ -163,6 +236,8 @@ def ladder(
         ax: where to draw; a new Figure sized to the segment count when None.
         max_segments: draw at most this many segments (the title says how many were left out).
         title: the axes title (default: the two endpoints).
+        lines: label data segments with the labchat/1 lines they carry (decrypted TLS where
+            the key log is known, plaintext otherwise), passwords masked (`mask_password`).
 
     Returns:
         The Figure drawn on.
@@ -177,6 +252,7 @@ def ladder(
     for m in conn.tls_messages():
         if m.segment is not None:
             names.setdefault(m.segment, []).append(m.name)
+    carried = lines_by_segment(conn) if lines else {}
     x_client, x_server = 0.0, 1.0
     slope = 0.6  # rows an arrow drops from sender to receiver: the segment is in flight
     bottom = (ys[-1] if ys else 0) + slope + 0.8
@@ -203,7 +279,8 @@ def ladder(
         arrow.set_gid(f"segment-{seg.index}")
         ax.add_patch(arrow)
         ax.text(
-            0.5, y + slope / 2, _segment_label(seg, names.get(seg.index, [])),
+            0.5, y + slope / 2,
+            _segment_label(seg, names.get(seg.index, []), carried.get(seg.index, [])),
             ha="center", va="center", fontsize=7, zorder=4, color=colour,
             bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
         )  # fmt: skip
