@@ -393,41 +393,6 @@ def chat_argv(server, lab_certs, *extra: str, user: str = "alice") -> list[str]:
 
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
-@pytest.mark.parametrize("leave", ["ctrl-d", "/quit"])
-def test_cli_chat_in_a_terminal(make_server, connect, lab_certs, leave: str) -> None:
-    server = make_server()
-    bob = connect(server, user="bob")
-    term = Terminal(chat_argv(server, lab_certs))
-    try:
-        term.expect("password: ")
-        term.type(PASSWORDS["alice"] + "\n")
-        term.expect("-- logged in as alice")
-        assert PASSWORDS["alice"].encode() not in term.output  # getpass turned echo off
-        assert bob.recv(TIMEOUT) == p.Join("alice")
-
-        term.type("hello from a terminal\n")
-        term.expect("<alice> hello from a terminal")
-        assert bob.recv(TIMEOUT) == p.Msg("alice", "hello from a terminal")
-
-        bob.say("hi alice")
-        term.expect("<bob> hi alice")
-
-        term.type("/who\n")
-        term.expect("-- in the room: alice bob")
-
-        term.type("/tell bob just between us\n")
-        assert bob.recv(TIMEOUT) == p.Msg("bob", "hi alice")
-        assert bob.recv(TIMEOUT) == p.Priv("alice", "just between us")
-
-        term.type("\x04" if leave == "ctrl-d" else "/quit\n")
-        assert term.finish() == 0
-        assert b"Traceback" not in term.output
-        assert bob.recv(TIMEOUT) == p.Leave("alice")
-    finally:
-        term.close()
-
-
-@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_cli_chat_wrong_password_in_a_terminal(make_server, lab_certs) -> None:
     server = make_server()
     term = Terminal(chat_argv(server, lab_certs))

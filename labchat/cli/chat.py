@@ -7,6 +7,7 @@ import os
 import warnings
 from pathlib import Path
 
+from labchat.chatui.view import safe as escape_controls
 from labchat.client import Client
 from labchat.server import DEFAULT_PORT
 
@@ -104,7 +105,8 @@ def open_client(args: argparse.Namespace) -> Client:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from labchat.client import LoginError, run_chat
+    from labchat.chatui import run_chat
+    from labchat.client import LoginError
     from labchat.tls import InsecureTLSWarning
 
     if args.insecure:
@@ -113,17 +115,23 @@ def cmd_chat(args: argparse.Namespace) -> int:
     check_files(args)
     password = read_password(args, confirm=False)
     client = open_client(args)
-    print(
-        f"-- connected: {client.hello.version} {client.hello.text}"
-        + (f" over {client.tls_version}" if client.tls_version else " (plaintext)")
-    )
     try:
         client.login(args.user, password)
     except LoginError as exc:
         client.close()
         raise CommandError(f"login refused: {exc.code}: {exc.text}") from exc
-    print(f"-- logged in as {args.user}")
-    return run_chat(client)
+    over = f"over {client.tls_version}" if client.tls_version else "(plaintext, INSECURE)"
+    return run_chat(
+        client,
+        connect=lambda: open_client(args),
+        password=password,
+        where=target(args).where,
+        intro=[
+            f"-- connected: {escape_controls(client.hello.version)} "
+            f"{escape_controls(client.hello.text)} {over}",
+            f"-- logged in as {args.user}",
+        ],
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
