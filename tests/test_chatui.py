@@ -17,7 +17,7 @@ from labchat.auth import UserStore
 from labchat.chatui import ChatSession, is_terminal
 from labchat.chatui import commands as c
 from labchat.chatui.history import data_dir, history_file
-from labchat.chatui.view import Line, line_for_event
+from labchat.chatui.view import KINDS, STYLE, Line, line_for_event
 from labchat.client import Client
 from labchat.server import Server
 
@@ -127,6 +127,12 @@ def test_line_for_event_kinds() -> None:
     assert Line("msg", "x", when=0).stamp().count(":") == 1
 
 
+def test_each_kind_of_line_has_its_own_style() -> None:
+    styles = [STYLE[f"line.{kind}"] for kind in KINDS]
+    assert len(set(styles)) == len(KINDS)  # own, private, notice, error: each distinct
+    assert "bold" in STYLE["line.error"] and STYLE["time"]
+
+
 class _AnyTime(float):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, float)
@@ -198,7 +204,7 @@ def test_session_says_tells_pings_and_quits_in_order(make_server, connect, lab_c
         session.submit(c.Who())
         session.stop()  # QUIT after the WHO: its answer is shown before the goodbye
         screen.wait_for("-- in the room: alice bob")
-        screen.wait_for("-- see you")
+        screen.wait_for("-- bye")
         assert session.join(TIMEOUT) and session.exit_code == 0
         assert screen.ended.is_set()
     finally:

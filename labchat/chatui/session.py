@@ -314,9 +314,9 @@ class ChatSession:
             return
         try:
             client.sock.settimeout(client.timeout)
-            goodbye = client.quit()
+            client.quit()  # the server's BYE text adds nothing a person needs here
         except (OSError, ConnectionClosed, TimeoutError):
-            goodbye = ""
+            pass
         # Replies that came in while quit() waited for BYE, in order, before the last word.
         while True:
             try:
@@ -327,7 +327,7 @@ class ChatSession:
                 break
             self._on_line(line_for_event(event, self.user))
         self._client = None
-        self._show("notice", f"-- {safe(goodbye) if goodbye else 'bye'}")
+        self._show("notice", "-- bye")
 
     # -- losing the connection, and getting it back ---------------------------------------
 
