@@ -21,6 +21,7 @@ from labchat.diagnose import (
     read_certificates,
 )
 from labchat.server import DEFAULT_PORT, Limits, Server
+from labchat.tls import check_private_key_permissions
 
 from .common import add_users_option, users_file
 from .errors import UsageError, listen_error, port_or_zero
@@ -104,10 +105,14 @@ def check_certificate(args: argparse.Namespace) -> CertificateInfo:
     Raises:
         UsageError: a file is missing or broken, the key belongs to another certificate, or
             the certificate is expired or not yet valid (the message has the dates).
+        labchat.tls.KeyPermissionError: group or others can read the key.
     """
     paths = lab_cert_paths(args.certs)
     fix = f"make new ones with `labchat certs --dir {args.certs} --force`"
     try:
+        # A key others can read is refused before anything reads it (or says it is fine).
+        if paths.server_key.exists():
+            check_private_key_permissions(paths.server_key)
         info = check_server_certificate(paths.server_cert, paths.server_key)
     except FileNotFoundError as exc:
         raise UsageError(
