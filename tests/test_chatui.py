@@ -68,7 +68,8 @@ def test_parse_says_how_to_write_it(typed: str, fragment: str) -> None:
 
 def test_complete_commands_then_names() -> None:
     names = ["alice", "bob", "bobby", "carol"]
-    assert c.complete("/t", names) == ["/tell"]
+    assert c.complete("/t", names) == ["/tell", "/throttled"]
+    assert c.complete("/te", names) == ["/tell"]
     assert c.complete("/", names)[:3] == ["/help", "/kick", "/mute"]
     assert c.complete("/tell b", names) == ["bob", "bobby"]
     assert c.complete("/tell bob he", names) == []  # free text after the name

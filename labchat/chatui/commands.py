@@ -21,7 +21,9 @@ __all__ = [
     "Quit",
     "Say",
     "Tell",
+    "Throttled",
     "Unlock",
+    "Unmute",
     "Usage",
     "Who",
     "complete",
@@ -82,10 +84,22 @@ class Mute:
 
 
 @dataclass(frozen=True)
-class Unlock:
-    """Operators: lift the login throttle of an account."""
+class Unmute:
+    """Operators: let a muted user speak again."""
 
     user: str
+
+
+@dataclass(frozen=True)
+class Unlock:
+    """Operators: end the login cool-downs of an account, or of ``@ADDRESS``."""
+
+    user: str
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """Operators: what is in a login cool-down."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +109,7 @@ class Usage:
     message: str
 
 
-Action = Say | Tell | Who | Ping | Help | Quit | Kick | Mute | Unlock
+Action = Say | Tell | Who | Ping | Help | Quit | Kick | Mute | Unmute | Unlock | Throttled
 
 
 @dataclass(frozen=True)
@@ -119,9 +133,21 @@ COMMANDS: tuple[Command, ...] = (
     Command("quit", "/quit", "leave (Ctrl-D and Ctrl-C too)"),
     Command("kick", "/kick NAME [reason]", "disconnect NAME", operator=True, takes_user=True),
     Command(
-        "mute", "/mute NAME [seconds]", "NAME's lines are refused", operator=True, takes_user=True
+        "mute",
+        "/mute NAME [seconds]",
+        "refuse NAME's lines (for 300 s unless said)",
+        operator=True,
+        takes_user=True,
     ),
-    Command("unlock", "/unlock NAME", "lift NAME's login throttle", operator=True, takes_user=True),
+    Command("unmute", "/unmute NAME", "let NAME speak again", operator=True, takes_user=True),
+    Command(
+        "unlock",
+        "/unlock NAME|@ADDRESS",
+        "end the login cool-downs of an account or an address",
+        operator=True,
+        takes_user=True,
+    ),
+    Command("throttled", "/throttled", "what is in a login cool-down", operator=True),
 )
 _BY_NAME = {c.name: c for c in COMMANDS}
 
@@ -149,8 +175,10 @@ def parse(text: str) -> Action | Usage | None:
     rest = rest.strip()
     name, _, more = rest.partition(" ")
     more = more.strip()
-    if verb in ("who", "ping", "help", "quit") and rest:
+    if verb in ("who", "ping", "help", "quit", "throttled") and rest:
         return _usage(verb)
+    if verb == "throttled":
+        return Throttled()
     if verb == "who":
         return Who()
     if verb == "ping":
@@ -165,6 +193,8 @@ def parse(text: str) -> Action | Usage | None:
         return Kick(name, more) if name else _usage(verb)
     if verb == "unlock":
         return Unlock(name) if name and not more else _usage(verb)
+    if verb == "unmute":
+        return Unmute(name) if name and not more else _usage(verb)
     if verb == "mute":
         if not name:
             return _usage(verb)

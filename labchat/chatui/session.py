@@ -27,11 +27,13 @@ from labchat.client import ChatError, Client, ConnectionClosed, LoginError
 from . import commands as c
 from .view import Line, line_for_event, safe
 
-__all__ = ["BACKOFF", "ChatSession", "SessionFactory", "Status"]
+__all__ = ["BACKOFF", "FINAL_ERRORS", "ChatSession", "SessionFactory", "Status"]
 
 #: Seconds to wait before each reconnect attempt; the last one repeats. Doubling spreads a
 #: classroom's reconnects after a server restart instead of 60 clients hitting it at once.
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+#: ERR codes after which the server closes the connection and a reconnect would be wrong.
+FINAL_ERRORS = frozenset({"kicked", "replaced"})
 #: Seconds one wait for the socket or the keyboard may last before deadlines are checked.
 _TICK = 1.0
 
@@ -55,6 +57,11 @@ class Status:
     connected: bool
     text: str
     retry_at: float | None = None
+
+
+def _names(listed: Iterable[str]) -> frozenset[str]:
+    """User names from a WHO answer, where an operator is listed as ``@NAME``."""
+    return frozenset(name.removeprefix("@") for name in listed)
 
 
 class _RetryNow:
@@ -109,6 +116,7 @@ class ChatSession:
         self._wake_r.setblocking(False)
         self._stopping = False
         self._last_failure = ""
+        self._final = ""  # why the server ended this session for good, if it did
         self._thread: threading.Thread | None = None
         self._names: frozenset[str] = frozenset()
         self.status = Status(False, "not connected")
@@ -235,7 +243,7 @@ class ChatSession:
         """Who is in the room, for Tab completion; not shown (nobody typed /who)."""
         assert self._client is not None
         self._client.sock.settimeout(self._client.timeout)
-        self._names = frozenset(self._client.who())
+        self._names = _names(self._client.who())
 
     def _drain(self) -> None:
         """Show every event already received (those a request's wait put aside first)."""
@@ -250,6 +258,10 @@ class ChatSession:
         self._client.send(command)
 
     def _event(self, event: p.ServerMessage) -> None:
+        if isinstance(event, p.Err) and event.code in FINAL_ERRORS:
+            # Kicked by an operator, or this account logged in elsewhere: coming back by
+            # ourselves would undo the kick, or take the other session over in turn.
+            self._final = f"{safe(event.code)}: {safe(event.text)}"
         if isinstance(event, p.Bye):
             self._show("notice", line_for_event(event, self.user).text)
             raise ConnectionClosed("the server said goodbye")
@@ -258,7 +270,7 @@ class ChatSession:
         elif isinstance(event, p.Leave):
             self._names = self._names - {event.user}
         elif isinstance(event, p.Users):
-            self._names = frozenset(event.names)
+            self._names = _names(event.names)
         self._on_line(line_for_event(event, self.user))
 
     def _do(self, item: object) -> bool:
@@ -301,11 +313,35 @@ class ChatSession:
             rtt = self._client.ping()
             self._drain()
             self._show("notice", f"-- pong from {self.where}: {rtt * 1000:.1f} ms round trip")
-        elif isinstance(item, c.Kick | c.Mute | c.Unlock):
+        elif isinstance(item, c.Kick | c.Mute | c.Unmute | c.Unlock | c.Throttled):
             self._operator(item)
 
-    def _operator(self, item: c.Kick | c.Mute | c.Unlock) -> None:
-        self._show("error", "!! operator commands need a newer labchat server and client")
+    def _operator(self, item: c.Kick | c.Mute | c.Unmute | c.Unlock | c.Throttled) -> None:
+        """An operator's request, through the `Client` methods; the server checks the role."""
+        client = self._client
+        assert client is not None
+        name = safe(getattr(item, "user", ""))
+        if isinstance(item, c.Kick):
+            client.kick(item.user, item.reason)
+            done = f"{name} kicked"
+        elif isinstance(item, c.Mute):
+            client.mute(item.user, item.seconds)
+            done = f"{name} muted" + (f" for {item.seconds:g} s" if item.seconds else "")
+        elif isinstance(item, c.Unmute):
+            client.mute(item.user, 0)
+            done = f"{name} may speak again"
+        elif isinstance(item, c.Unlock):
+            client.unlock(item.user)
+            done = f"login cool-downs of {name} ended"
+        else:
+            entries = client.throttled()
+            shown = [
+                f"{safe(account) + ' from ' if account else ''}{safe(source)} ({left} s left)"
+                for account, source, left in entries
+            ]
+            done = "in a login cool-down: " + (", ".join(shown) if shown else "nobody")
+        self._drain()
+        self._show("notice", f"-- {done}")
 
     def _quit(self) -> None:
         client = self._client
@@ -337,6 +373,10 @@ class ChatSession:
             self._client.close()
             self._client = None
         why = str(exc) or type(exc).__name__
+        if self._final:
+            self._show("error", f"!! not connecting again ({self._final})")
+            self.exit_code = 1
+            return False
         if not self.reconnect:
             self._show("error", f"!! connection to {self.where} lost: {why}")
             self.exit_code = 1
