@@ -117,6 +117,7 @@ class ChatSession:
         self._stopping = False
         self._last_failure = ""
         self._final = ""  # why the server ended this session for good, if it did
+        self._quiet_users = 0  # WHO answers to take in without showing them
         self._thread: threading.Thread | None = None
         self._names: frozenset[str] = frozenset()
         self.status = Status(False, "not connected")
@@ -240,10 +241,10 @@ class ChatSession:
         return True
 
     def _learn_names(self) -> None:
-        """Who is in the room, for Tab completion; not shown (nobody typed /who)."""
-        assert self._client is not None
-        self._client.sock.settimeout(self._client.timeout)
-        self._names = _names(self._client.who())
+        """Ask who is in the room, for Tab completion. The answer is not shown (nobody typed
+        /who), and nothing waits for it: a server that never answers holds nothing up."""
+        self._send(p.Who())
+        self._quiet_users += 1
 
     def _drain(self) -> None:
         """Show every event already received (those a request's wait put aside first)."""
@@ -271,6 +272,9 @@ class ChatSession:
             self._names = self._names - {event.user}
         elif isinstance(event, p.Users):
             self._names = _names(event.names)
+            if self._quiet_users:
+                self._quiet_users -= 1
+                return
         self._on_line(line_for_event(event, self.user))
 
     def _do(self, item: object) -> bool:
@@ -372,6 +376,7 @@ class ChatSession:
         if self._client is not None:
             self._client.close()
             self._client = None
+        self._quiet_users = 0  # a WHO that was never answered is not waited for again
         why = str(exc) or type(exc).__name__
         if self._final:
             self._show("error", f"!! not connecting again ({self._final})")
