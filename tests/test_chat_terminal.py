@@ -8,7 +8,6 @@ escaped. From a pipe, plain line mode: every reply printed before the program en
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import stat
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PASSWORDS
-from helpers import TIMEOUT, wait_until
+from helpers import ROOT, TIMEOUT, python_env, wait_until
 from tmuxterm import TMUX, Tmux
 
 from labchat import protocol as p
@@ -29,7 +28,6 @@ from labchat.server import Server
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
-REPO = Path(__file__).resolve().parents[1]
 needs_tmux = pytest.mark.skipif(
     TMUX is None, reason="needs tmux (apt-get install tmux; .ci/run installs it)"
 )
@@ -54,7 +52,7 @@ def terminal(data_home: Path) -> Iterator[Callable[..., Tmux]]:
     opened: list[Tmux] = []
 
     def start(argv: list[str], **kw: object) -> Tmux:
-        env = {"PYTHONPATH": str(REPO), "XDG_DATA_HOME": str(data_home), "TERM": "xterm-256color"}
+        env = {"PYTHONPATH": str(ROOT), "XDG_DATA_HOME": str(data_home), "TERM": "xterm-256color"}
         term = Tmux(argv, env=env, **kw)  # type: ignore[arg-type]
         opened.append(term)
         return term
@@ -265,7 +263,7 @@ def run_piped(port: int, ca: Path | None, stdin: str, *extra: str) -> subprocess
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=python_env(),
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PASSWORDS
-from helpers import TIMEOUT
+from helpers import TIMEOUT, python_env
 
 from labchat.auth import UserStore
 from labchat.certs import CA, LabCertPaths
@@ -30,7 +29,6 @@ from labchat.client import Client
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
-REPO = Path(__file__).resolve().parents[1]
 NOW = dt.datetime.now(dt.timezone.utc)
 
 
@@ -312,12 +310,11 @@ def test_chat_client_certificate_that_does_not_match_its_key(
 
 def serve(*argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
     """`labchat serve --port 0 ARGV` as a process that is expected to refuse to start."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "labchat", "serve", "--port", "0", *argv],
         capture_output=True,
         text=True,
-        env=env,
+        env=python_env(),
         timeout=timeout,
     )
 
@@ -359,7 +356,7 @@ def test_serve_says_which_certificate_it_serves(lab_ca, tmp_path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=python_env(),
     )
     try:
         first = proc.stdout.readline()
@@ -431,7 +428,7 @@ def test_serve_certs_dir_implies_its_users_file(lab_ca, tmp_path, passwords) -> 
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,  # no ./certs/users.json here either way
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=python_env(),
     )
     try:
         port = int(proc.stdout.readline().split(":")[1].split()[0])

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from labchat.cli import build_parser
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:

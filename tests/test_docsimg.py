@@ -8,21 +8,19 @@ capture without redrawing the picture fails here, with the command that fixes it
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 
+from helpers import ROOT  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from labchat.docsimg import LABELS_KEY, README_LADDER, figure_labels, ladder_tls13, main  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def test_readme_ladder_is_not_stale() -> None:
-    committed = json.loads(Image.open(REPO / README_LADDER).text[LABELS_KEY])
+    committed = json.loads(Image.open(ROOT / README_LADDER).text[LABELS_KEY])
     assert committed == figure_labels(ladder_tls13()), (
         f"{README_LADDER} was drawn by other code or from another capture: run `make docs-img`"
     )

@@ -18,10 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from labchat.jupyter import JupyterLab, free_port, isolated_env
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+from jupyterlab_process import JupyterLab, free_port, isolated_env
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 
@@ -49,7 +47,7 @@ def test_make_setup_shows_pip_output_only_when_the_install_fails(tmp_path, exit_
     venv.mkdir()
     py = fake_python(tmp_path / "python", exit_code)
     result = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(REPO), "-B", f"{venv}/.installed-stamp",
+        ["make", "--no-print-directory", "-C", str(ROOT), "-B", f"{venv}/.installed-stamp",
          f"VENV={venv}", f"PY={py}"],
         capture_output=True, text=True, timeout=60, env=make_env(),
     )  # fmt: skip
@@ -71,8 +69,8 @@ def test_make_setup_shows_pip_output_only_when_the_install_fails(tmp_path, exit_
 def test_make_lab_shows_the_accounts_right_before_jupyterlabs_banner(tmp_path) -> None:
     work = tmp_path / "repo"
     work.mkdir()
-    shutil.copy(REPO / "Makefile", work / "Makefile")
-    shutil.copytree(REPO / "notebooks", work / "notebooks")
+    shutil.copy(ROOT / "Makefile", work / "Makefile")
+    shutil.copytree(ROOT / "notebooks", work / "notebooks")
     venv = Path(sys.prefix)
     argv = [
         "make", "--no-print-directory", "-C", str(work), "lab",

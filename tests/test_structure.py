@@ -132,11 +132,15 @@ LAYERS = {
     "labchat.tls": 0,
     "labchat.server": 0,
     "labchat.client": 0,
+    "labchat.chatui": 0,  # the terminal client over `client`
+    "labchat.accounts": 0,
+    "labchat.diagnose": 0,  # the facts behind a connection or certificate error
     "labchat.capture": 1,  # runs the chat, gets packets
     "labchat.analysis": 2,  # packets -> facts
     "labchat.plots": 3,  # facts -> figures
     "labchat.lab": 4,  # one call per notebook cell
     "labchat.demo": 4,
+    "labchat.docsimg": 4,  # the README's pictures: capture -> analysis -> plots
     "labchat.cli": 5,  # thin shells
     "labchat.__main__": 5,
 }
