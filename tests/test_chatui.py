@@ -158,10 +158,10 @@ class Screen:
     def on_line(self, line: Line) -> None:
         self.lines.put(line)
 
-    def wait_for(self, text: str) -> Line:
+    def wait_for(self, text: str, timeout: float = TIMEOUT) -> Line:
         while True:
             try:
-                line = self.lines.get(timeout=TIMEOUT)
+                line = self.lines.get(timeout=timeout)
             except queue.Empty:
                 raise AssertionError(f"{text!r} not shown; shown: {self.seen}") from None
             self.seen.append(line)
@@ -223,7 +223,7 @@ def test_session_reconnects_with_backoff_and_logs_in_again(lab_certs, users, con
         screen.wait_for("connection to the lab lost")
         screen.wait_for("cannot reconnect: ")  # it keeps trying, and says why it fails
         server = Server("127.0.0.1", port, certs_dir=lab_certs.directory, users=users).start()
-        screen.wait_for("-- connected again to the lab as alice")
+        screen.wait_for("-- connected again to the lab as alice", timeout=3 * TIMEOUT)
         assert session.status.connected
         down = [s for s in statuses if not s.connected and s.retry_at is not None]
         assert down and all("disconnected from the lab" in s.text for s in down)
@@ -245,7 +245,9 @@ def test_session_ends_when_logging_in_again_is_refused(lab_certs, users) -> None
         screen.wait_for("connection to the lab lost")
         UserStore(users).add("alice", "a-new-password-now", replace=True)
         server = Server("127.0.0.1", port, certs_dir=lab_certs.directory, users=users).start()
-        assert screen.wait_for("logging in again was refused: auth").kind == "error"
+        # A refused login costs a full scrypt hash and the server's equal-time answer.
+        refused = screen.wait_for("logging in again was refused: auth", timeout=3 * TIMEOUT)
+        assert refused.kind == "error"
         assert session.join(TIMEOUT) and session.exit_code == 1
     finally:
         session.stop()
