@@ -17,7 +17,7 @@ from labchat.auth import UserStore
 from labchat.chatui import ChatSession, is_terminal
 from labchat.chatui import commands as c
 from labchat.chatui.history import data_dir, history_file
-from labchat.chatui.view import KINDS, STYLE, Line, line_for_event
+from labchat.chatui.view import KINDS, STYLE, Line, line_for_event, safe
 from labchat.client import Client
 from labchat.server import Server
 
@@ -261,3 +261,63 @@ def test_session_without_reconnect_ends_with_exit_1(make_server, lab_certs) -> N
     server.close()
     screen.wait_for("connection to the lab lost")
     assert session.join(TIMEOUT) and session.exit_code == 1
+
+
+# --------------------------------------------------------------------------- escaping
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("plain words, é, 😀", "plain words, é, 😀"),
+        ("\x1b[2J\x1b]0;owned\x07 hi", "\\x1b[2J\\x1b]0;owned\\x07 hi"),
+        ("quiz\r<teacher> Quiz time!", "quiz\\r<teacher> Quiz time!"),
+        ("\u202eevil \x9b31m", "\\u202eevil \\x9b31m"),
+        ("a\tb\x7fc\u2028d", "a\\tb\\x7fc\\u2028d"),
+        ("👩\u200d💻 e\u0301", "👩\u200d💻 e\u0301"),  # a ZWJ emoji and a combining accent stay
+    ],
+)
+def test_safe_escapes_what_would_steer_a_terminal(raw: str, shown: str) -> None:
+    assert safe(raw) == shown
+    assert safe(shown) == shown  # escaping twice changes nothing
+
+
+def test_every_event_is_shown_escaped() -> None:
+    events = [
+        p.Msg("m\x1b", "\x1b[2J"),
+        p.Priv("bob", "\u202eevil"),
+        p.Join("\x1bx"),
+        p.Leave("\x1bx"),
+        p.Users(("alice", "\x9bbob")),
+        p.Err("auth", "\x07"),
+        p.Bye("\x1b"),
+    ]
+    for event in events:
+        text = line_for_event(event, "alice").text
+        assert text.isprintable(), (event, text)
+        assert "\\x" in text or "\\u" in text
+
+
+def test_connection_errors_escape_the_servers_words() -> None:
+    from labchat.cli.errors import Target, connect_error
+    from labchat.client import ChatError
+
+    error = connect_error(ChatError("busy", "\x1b[2Jserver full"), Target("127.0.0.1", 5050))
+    assert "\x1b" not in str(error) and "\\x1b[2Jserver full" in str(error)
+
+
+def test_operator_commands_say_when_this_labchat_has_none(make_server, lab_certs) -> None:
+    server = make_server()
+    session, screen = start_session(server, lab_certs)
+    try:
+        for action in (c.Kick("bob"), c.Mute("bob", 5), c.Unlock("bob"), c.Throttled()):
+            session.submit(action)
+            if hasattr(Client, "kick"):  # issue 11's operators have landed: the server decides
+                assert screen.wait_for("forbidden").kind == "error"
+            else:
+                assert screen.wait_for("no operator commands yet").kind == "error"
+        session.submit(c.Say("still here"))
+        screen.wait_for("<alice> still here")
+    finally:
+        session.stop()
+        session.join(TIMEOUT)

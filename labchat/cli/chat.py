@@ -119,7 +119,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
         client.login(args.user, password)
     except LoginError as exc:
         client.close()
-        raise CommandError(f"login refused: {exc.code}: {exc.text}") from exc
+        raise CommandError(
+            f"login refused: {escape_controls(exc.code)}: {escape_controls(exc.text)}"
+        ) from exc
     over = f"over {client.tls_version}" if client.tls_version else "(plaintext, INSECURE)"
     return run_chat(
         client,

@@ -137,6 +137,7 @@ def as_command_error(exc: BaseException) -> CommandError:
     if isinstance(exc, CommandError):
         return exc
     from labchat.auth import AuthError
+    from labchat.chatui.view import safe
     from labchat.client import ChatError
     from labchat.diagnose import CertificateFileError
 
@@ -149,7 +150,7 @@ def as_command_error(exc: BaseException) -> CommandError:
     elif isinstance(exc, ssl.SSLError):
         error = CommandError(f"TLS failed: {exc.reason or exc}")
     elif isinstance(exc, ChatError):
-        error = CommandError(f"the server refused: {exc.code}: {exc.text}")
+        error = CommandError(f"the server refused: {safe(exc.code)}: {safe(exc.text)}")
     elif isinstance(exc, ConnectionError):
         error = CommandError(f"connection failed: {exc.strerror or exc}")
     elif isinstance(exc, CertificateFileError | AuthError | ValueError | FileExistsError):
@@ -369,6 +370,7 @@ def connect_error(exc: BaseException, target: Target) -> CommandError:
     if isinstance(exc, CommandError):
         return exc
     from labchat import protocol as p
+    from labchat.chatui.view import safe
     from labchat.client import ChatError, ConnectionClosed
 
     t = target
@@ -379,11 +381,13 @@ def connect_error(exc: BaseException, target: Target) -> CommandError:
         error = CommandError(_tls_message(exc, t))
     elif isinstance(exc, ChatError) and exc.code == "busy":
         error = CommandError(
-            f"{t.where} is full ({exc.text}): try again in a minute, or ask whoever runs "
-            "the server to raise --max-clients"
+            f"{t.where} is full ({safe(exc.text)}): try again in a minute, or ask whoever "
+            "runs the server to raise --max-clients"
         )
     elif isinstance(exc, ChatError):
-        error = CommandError(f"{t.where} refused the connection: {exc.code}: {exc.text}")
+        error = CommandError(
+            f"{t.where} refused the connection: {safe(exc.code)}: {safe(exc.text)}"
+        )
     elif isinstance(exc, ConnectionRefusedError):
         error = CommandError(
             f"nothing is listening on {t.where} (connection refused): start the server with "
