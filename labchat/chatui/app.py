@@ -159,13 +159,8 @@ async def _chat(
                 text = await prompt_session.prompt_async(FormattedText([("class:prompt", prompt)]))
             except (KeyboardInterrupt, EOFError):
                 break
-            action = c.parse(text)
-            if isinstance(action, c.Usage):
-                show(Line("error", f"!! {action.message}"))
-            elif action is not None:
-                session.submit(action)
-                if isinstance(action, c.Quit):
-                    break
+            if session.typed(text):
+                break
     session.stop()
     await loop.run_in_executor(None, session.join, QUIT_WAIT)
     await asyncio.sleep(0)  # the lines the session showed last

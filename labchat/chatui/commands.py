@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# What goes to the server as it is typed is the protocol's own command: a line for the room,
+# a private line, who is there, leaving. The rest are the chat's own requests.
+from labchat.protocol import Quit, Say, Tell, Who
+
 __all__ = [
     "COMMANDS",
     "Action",
@@ -33,26 +37,6 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Say:
-    """A line for the whole room."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Tell:
-    """A private line to one user."""
-
-    user: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Who:
-    """Who is in the room."""
-
-
-@dataclass(frozen=True)
 class Ping:
     """Measure the round trip to the server."""
 
@@ -60,11 +44,6 @@ class Ping:
 @dataclass(frozen=True)
 class Help:
     """Show the commands."""
-
-
-@dataclass(frozen=True)
-class Quit:
-    """Leave."""
 
 
 @dataclass(frozen=True)

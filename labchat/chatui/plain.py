@@ -19,7 +19,6 @@ from typing import TextIO
 
 from labchat.client import Client
 
-from . import commands as c
 from .session import SessionFactory
 from .view import Line
 
@@ -76,13 +75,8 @@ def run_plain(
                 continue
             if text is None:
                 break
-            action = c.parse(text)
-            if isinstance(action, c.Usage):
-                show(Line("error", f"!! {action.message}"))
-            elif action is not None:
-                session.submit(action)
-                if isinstance(action, c.Quit):
-                    break
+            if session.typed(text):
+                break
     except KeyboardInterrupt:
         pass
     session.stop()

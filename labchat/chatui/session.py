@@ -137,6 +137,21 @@ class ChatSession:
         """Queue what the person asked for; the session's thread carries it out in order."""
         self._put(action)
 
+    def typed(self, text: str) -> bool:
+        """Carry out a line as typed: a chat line or a /command (`commands.parse`); one that
+        cannot be understood is shown with how to write it.
+
+        Returns:
+            True if the line asked to leave (/quit).
+        """
+        action = c.parse(text)
+        if isinstance(action, c.Usage):
+            self._show("error", f"!! {action.message}")
+            return False
+        if action is not None:
+            self.submit(action)
+        return isinstance(action, c.Quit)
+
     def retry_now(self) -> None:
         """Reconnect at once instead of waiting out the backoff."""
         self._put(_RetryNow())
@@ -305,14 +320,12 @@ class ChatSession:
     def _request(self, item: object) -> None:
         assert self._client is not None
         self._client.sock.settimeout(self._client.timeout)
-        if isinstance(item, c.Say):
-            self._send(p.Say(item.text))
+        if isinstance(item, p.Say | p.Who):
+            self._send(item)
         elif isinstance(item, c.Tell):
             self._client.tell(item.user, item.text)
             self._drain()  # what arrived before the server's OK comes first
             self._show("priv-out", f"-> *{item.user}* {safe(item.text)}")
-        elif isinstance(item, c.Who):
-            self._send(p.Who())
         elif isinstance(item, c.Ping):
             rtt = self._client.ping()
             self._drain()
