@@ -15,6 +15,7 @@ can read them. ``style("paper")`` draws smaller text for print.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,9 @@ __all__ = [
     "flag_words",
     "in_flight",
     "ladder",
+    "lines_by_segment",
     "lost_originals",
+    "mask_password",
     "room_view",
     "rtt",
     "style",
@@ -218,8 +221,78 @@ def _pack(items: list[str], max_chars: int, sep: str = ", ") -> list[str]:
     return lines
 
 
+# LOGIN is the one labchat/1 line that carries a secret (docs/protocol.md): LOGIN NAME PASSWORD.
+_LOGIN_RE = re.compile(r"^(LOGIN +\S+ +)\S.*$")
+#: How much of a chat line a ladder label shows; the rest is "…".
+LABEL_LINE_CHARS = 40
+
+
+def mask_password(line: str) -> str:
+    """``LOGIN alice hunter2`` -> ``LOGIN alice ****``; any other labchat/1 line unchanged.
+
+    For pictures people look at (a README, slides): the password is on the wire, and
+    notebook 04 shows exactly that, but a figure has no need to repeat it.
+
+    Args:
+        line: One labchat/1 line (no line ending).
+
+    Returns:
+        The line with the password of a LOGIN replaced by ``****``.
+    """
+    return _LOGIN_RE.sub(r"\1****", line)
+
+
+def lines_by_segment(conn: Connection) -> dict[int, list[str]]:
+    """The labchat/1 lines each segment completes: segment index -> lines, in order.
+
+    A line belongs to the segment that carried its last byte (as `TLSMessage.segment` does
+    for records). Decrypted TLS application data where the key log was known, else the
+    plaintext payload; an encrypted connection without keys gives ``{}``. The lines are the
+    same as ``conn.app_lines()``, with their place on the wire.
+
+    Args:
+        conn: a connection from :func:`labchat.analysis.load`.
+
+    Returns:
+        Segment index -> the lines (decoded as UTF-8, passwords not masked).
+    """
+    if conn.tls:
+        chunks = [
+            (m.segment, m.direction, m.data)
+            for m in conn.tls_messages()
+            if m.name == "ApplicationData" and m.decrypted and m.segment is not None
+        ]
+    else:
+        chunks = [
+            (s.index, s.direction, s.payload)
+            for s in conn.segments
+            if s.payload_len and not s.retransmission and s.payload
+        ]
+    buffers: dict[str, bytes] = {}
+    out: dict[int, list[str]] = {}
+    for index, direction, data in chunks:
+        buffers[direction] = buffers.get(direction, b"") + data
+        *complete, buffers[direction] = buffers[direction].split(b"\n")
+        for raw in complete:
+            out.setdefault(index, []).append(raw.rstrip(b"\r").decode("utf-8", "replace"))
+    return out
+
+
+def _short(line: str) -> str:
+    line = mask_password(line)
+    if len(line) > LABEL_LINE_CHARS:
+        return line[: LABEL_LINE_CHARS - 1] + "…"
+    return line
+
+
 def _segment_label(
-    seg: Segment, tls_names: list[str], *, detail: str, max_chars: int, mark: str | None = None
+    seg: Segment,
+    tls_names: list[str],
+    *,
+    detail: str,
+    max_chars: int,
+    mark: str | None = None,
+    carried: Sequence[str] = (),
 ) -> list[str]:
     """The lines written on a ladder arrow."""
     head = flag_words(seg.flags)
@@ -228,10 +301,16 @@ def _segment_label(
         if seg.has_ack:
             head += f" ack={seg.rel_ack}"
         head += f" len={seg.payload_len}"
-    elif seg.payload_len and not tls_names:
+    elif seg.payload_len and not tls_names and not carried:
         head += f" len={seg.payload_len}"
-    lines = [] if detail != "full" and tls_names else _pack(head.split("  "), max_chars, "  ")
-    if tls_names:
+    brief = detail != "full" and (tls_names or carried)
+    lines = [] if brief else _pack(head.split("  "), max_chars, "  ")
+    if carried:
+        # What the data says beats what it is called: `MSG bob hi`, not `ApplicationData`.
+        names = [n for n in tls_names if n != "ApplicationData"]
+        shown = [_short(line) for line in carried[:2]] + (["…"] if len(carried) > 2 else [])
+        lines += _pack(names + shown, max_chars)
+    elif tls_names:
         shown = tls_names if len(tls_names) <= 9 else [*tls_names[:8], "…"]
         lines += _pack(shown, max_chars)
     notes = seg.notes() if hasattr(seg, "notes") else []
@@ -348,6 +427,7 @@ def ladder(
     detail: str = "full",
     mark: dict[int, str] | None = None,
     time_label: str = "ms since the capture's first packet",
+    lines: bool = True,
 ) -> Figure:
     """Draw a ladder (sequence) diagram: client and server lanes, one arrow per segment.
 
@@ -362,6 +442,8 @@ def ladder(
         mark: segment index -> a line of text to add to that arrow's label; the arrow is
             drawn thicker (gid ``mark-N``).
         time_label: what the segment times count from (the time axis's label).
+        lines: label data segments with the labchat/1 lines they carry (decrypted TLS where
+            the key log is known, plaintext otherwise), passwords masked (`mask_password`).
 
     Returns:
         The Figure drawn on.
@@ -377,6 +459,7 @@ def ladder(
             # An alert says which one: that is the point of it (close_notify, unknown_ca, ...).
             why = m.fields.get("description") if m.name == "Alert" else None
             names.setdefault(m.segment, []).append(f"Alert {why}" if why else m.name)
+    carried = lines_by_segment(conn) if lines else {}
     times = [f"{seg.time * 1000:.3f} ms" for seg in segs]
     # The times are the y tick labels (so the layout makes room for them), left of the axes.
     left = max((_text_width(t, st.text) for t in times), default=1.0) + st.line + 0.3
@@ -397,10 +480,10 @@ def ladder(
     max_chars = max(14, int((lane_gap - 0.25) * 72 / (st.text * 0.55)))
     labels = [
         _segment_label(seg, names.get(seg.index, []), detail=detail, max_chars=max_chars,
-                       mark=mark.get(seg.index))
+                       mark=mark.get(seg.index), carried=carried.get(seg.index, ()))
         for seg in segs
     ]  # fmt: skip
-    heights = [len(lines) * st.line for lines in labels]
+    heights = [len(label) * st.line for label in labels]
     ys, breaks = _ladder_rows(segs, heights)
     slope = 0.6 * st.row  # how far an arrow drops from sender to receiver: it is in flight
     bottom = (ys[-1] if ys else 0) + slope + st.row
@@ -438,7 +521,7 @@ def ladder(
     for x in (x_client, x_server):
         ax.plot([x, x], [-0.5 * st.row, bottom], color="#333333", lw=1.5, zorder=1)
 
-    for seg, y, lines in zip(segs, ys, labels, strict=False):
+    for seg, y, label in zip(segs, ys, labels, strict=False):
         start, end = (x_client, x_server) if seg.direction == "c->s" else (x_server, x_client)
         colour = "#c0392b" if seg.rst else _DIR_COLOURS[seg.direction]
         marked = seg.index in mark
@@ -453,7 +536,7 @@ def ladder(
             (line,) = ax.plot([start], [y], marker="*", ms=16, color="#1d8348", zorder=5)
             line.set_gid(f"mark-{seg.index}")
         ax.text(
-            0.5, y + slope / 2, "\n".join(lines), ha="center", va="center", fontsize=st.text,
+            0.5, y + slope / 2, "\n".join(label), ha="center", va="center", fontsize=st.text,
             zorder=4, color=colour, linespacing=1.1, fontweight="bold" if marked else "normal",
             bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85},
         )  # fmt: skip

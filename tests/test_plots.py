@@ -223,3 +223,46 @@ def test_distributions_one_row_per_set_with_its_median() -> None:
     assert sorted(dots["samples-0"]) == [50, 60, 70] and len(dots["samples-1"]) == 4
     assert [t.get_text() for t in ax.texts] == ["60 ms", "70 ms"]
     assert {p.get_gid() for p in ax.patches} >= {"box-0", "box-1"}
+
+
+# --------------------------------------------------------------------------- chat lines on arrows
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        ("LOGIN alice correct horse battery", "LOGIN alice ****"),
+        ("LOGIN bob x", "LOGIN bob ****"),
+        ("LOGIN alice", "LOGIN alice"),  # no password: nothing to hide
+        ("MSG bob LOGIN alice secret", "MSG bob LOGIN alice secret"),  # only the command
+        ("SAY hi", "SAY hi"),
+        ("MSG bob hi", "MSG bob hi"),
+    ],
+)
+def test_mask_password_hides_only_a_logins_password(line: str, shown: str) -> None:
+    assert plots.mask_password(line) == shown
+
+
+def test_lines_by_segment_are_the_connections_lines_in_their_segments(chat, tls_pair) -> None:
+    for conn in (chat, *tls_pair):
+        placed = plots.lines_by_segment(conn)
+        flat = [line for index in sorted(placed) for line in placed[index]]
+        assert flat == [text for _, text in conn.app_lines()]
+        for index, lines in placed.items():
+            assert conn.segments[index].payload_len > 0, (index, lines)
+    no_keys = load(FIX / "tls13-chat.pcapng", tls_ports=[7443]).connection(0)
+    assert plots.lines_by_segment(no_keys) == {}
+
+
+def test_ladder_labels_show_decrypted_lines_with_the_password_masked(tls_pair) -> None:
+    _, c13 = tls_pair
+    texts = "\n".join(_texts(plots.ladder(c13).axes[0]))
+    login = next(t for _, t in c13.app_lines() if t.startswith("LOGIN "))
+    assert login.split()[2] not in texts  # the password itself is nowhere
+    assert "LOGIN alice ****" in texts
+    assert "ApplicationData" not in texts  # each one says what it carried instead
+    assert "ClientHello" in texts  # handshake messages keep their names
+    plain = "\n".join(_texts(plots.ladder(c13, lines=False).axes[0]))
+    assert "ApplicationData" in plain and "LOGIN" not in plain
+    no_keys = load(FIX / "tls13-chat.pcapng", tls_ports=[7443]).connection(0)
+    assert "ApplicationData" in "\n".join(_texts(plots.ladder(no_keys).axes[0]))

@@ -133,6 +133,9 @@ LAYERS = {
     "labchat.server": 0,
     "labchat.client": 0,
     "labchat.resources": 0,  # where the notebooks and reference captures are
+    "labchat.chatui": 0,  # the terminal client over `client`
+    "labchat.accounts": 0,
+    "labchat.diagnose": 0,  # the facts behind a connection or certificate error
     "labchat.capture": 1,  # runs the chat, gets packets
     "labchat.analysis": 2,  # packets -> facts
     "labchat.trust": 2,  # certificates -> facts (why a client trusts a chain)
@@ -141,6 +144,7 @@ LAYERS = {
     "labchat.demo": 4,
     "labchat.doctor": 4,  # the pre-flight check: over capture, certs, auth
     "labchat.classroom": 4,  # the teacher's kit: editions, checks, worksheets, the hub
+    "labchat.docsimg": 4,  # the README's pictures: capture -> analysis -> plots
     "labchat.cli": 5,  # thin shells
     "labchat.__main__": 5,
 }

@@ -5,7 +5,7 @@
 ``errors``      the one error path: one ``labchat: error:`` line, exit 2 usage / 1 runtime
 ``serve``       ``labchat serve``
 ``chat``        ``labchat chat``
-``admin``       ``labchat init``, ``certs``, ``adduser``, ``deluser``, ``users``
+``admin``       ``labchat init``, ``certs``, ``adduser``, ``passwd``, ``deluser``, ``users``
 ``capture``     ``labchat capture``, and ``python -m labchat.capture.network``
 ``inspect``     ``labchat inspect``
 ``demo``        ``labchat demo``

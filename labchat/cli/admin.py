@@ -1,14 +1,22 @@
-"""Setting up a lab: ``labchat init``, ``certs``, ``adduser``, ``deluser`` and ``users``."""
+"""Lab set-up: ``labchat init``, ``certs``, ``adduser``, ``passwd``, ``deluser``, ``users``."""
 
 from __future__ import annotations
 
 import argparse
-import secrets
+from pathlib import Path
 
-from labchat.auth import UserStore
+from labchat.accounts import (
+    ACCOUNTS_FILE,
+    accounts_box,
+    new_password,
+    read_accounts,
+    update_accounts,
+    write_accounts,
+)
+from labchat.auth import UserStore, verify_password
 from labchat.certs import create_lab_certs, issue_client_cert, lab_cert_paths
 
-from .common import add_password_stdin, add_users_option, read_password
+from .common import add_password_stdin, add_users_option, read_password, users_file
 from .errors import UsageError
 
 __all__ = [
@@ -17,6 +25,7 @@ __all__ = [
     "cmd_certs",
     "cmd_deluser",
     "cmd_init",
+    "cmd_passwd",
     "cmd_users",
     "register",
 ]
@@ -25,26 +34,61 @@ __all__ = [
 DEMO_USERS = ("alice", "bob")
 
 
+def _accounts_path(users: Path) -> Path:
+    """The demo accounts file lives next to the users file (certs/ by default)."""
+    return users.parent / ACCOUNTS_FILE
+
+
 def cmd_adduser(args: argparse.Namespace) -> int:
-    store = UserStore(args.users)
+    store = UserStore(users_file(args))
     if args.name in store and not args.replace:
-        raise UsageError(f"user {args.name} exists in {store.path}; use --replace to reset")
-    password = read_password(args, confirm=True)
-    store.add(args.name, password, replace=args.replace, operator=args.operator)
+        raise UsageError(
+            f"user {args.name} exists in {store.path}; use --replace to set a new password "
+            f"(or `labchat passwd {args.name}` for a random one)"
+        )
+    store.add(
+        args.name, read_password(args, confirm=True), replace=args.replace, operator=args.operator
+    )
+    # A password the person chose is theirs: never written down; an old demo one is stale.
+    update_accounts(_accounts_path(store.path), args.name, None)
     role = " (operator: KICK, MUTE, UNLOCK, THROTTLED)" if args.operator else ""
     print(f"{'updated' if args.replace else 'added'} {args.name}{role} in {store.path}")
     return 0
 
 
+def cmd_passwd(args: argparse.Namespace) -> int:
+    """Give an existing account a new random password and print it (or set one from stdin)."""
+    store = UserStore(users_file(args))
+    if args.name not in store:
+        raise UsageError(
+            f"no user {args.name} in {store.path}: `labchat users` lists them, "
+            f"`labchat adduser {args.name}` adds one"
+        )
+    chosen = args.password_stdin
+    password = read_password(args, confirm=False) if chosen else new_password()
+    store.add(args.name, password, replace=True)
+    accounts = _accounts_path(store.path)
+    if chosen:
+        update_accounts(accounts, args.name, None)
+        print(f"new password set for {args.name} in {store.path}")
+        return 0
+    kept = args.name in DEMO_USERS or args.name in read_accounts(accounts)
+    if kept:
+        update_accounts(accounts, args.name, password)
+    print(f"new password for {args.name}: {password}" + (f" (also in {accounts})" if kept else ""))
+    return 0
+
+
 def cmd_deluser(args: argparse.Namespace) -> int:
-    store = UserStore(args.users)
+    store = UserStore(users_file(args))
     store.remove(args.name)
+    update_accounts(_accounts_path(store.path), args.name, None)
     print(f"removed {args.name} from {store.path}")
     return 0
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    store = UserStore(args.users)
+    store = UserStore(users_file(args))
     names = store.names()
     print("\n".join(names) if names else f"no users in {store.path}")
     return 0
@@ -67,40 +111,52 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Lab setup for `make lab`: certificates and demo accounts, only where missing."""
+    """Lab setup for `make lab`: certificates and demo accounts, only where missing; the
+    accounts in a box at the end, every time (issue 12: they were easy to miss)."""
     paths = lab_cert_paths(args.certs)
     if paths.server_cert.exists() and paths.server_key.exists():
         print(f"lab certificates: {paths.directory}/ (already there)")
     else:
         create_lab_certs(args.certs, force=True)
         print(f"lab certificates: created in {paths.directory}/")
-    store = UserStore(args.users)
-    created = []
+    store = UserStore(users_file(args))
+    accounts_file = _accounts_path(store.path)
+    known = read_accounts(accounts_file)
+    added = []
     for name in DEMO_USERS:
         if name not in store:
-            password = secrets.token_urlsafe(9)
-            store.add(name, password)
-            created.append((name, password))
-    if created:
-        print(f"demo accounts added to {store.path} (passwords shown once, only here):")
-        for name, password in created:
-            print(f"    {name:8s} {password}")
-    existing = [n for n in DEMO_USERS if n not in dict(created)]
-    if existing:
-        print(
-            f"demo accounts already in {store.path}: {', '.join(existing)} "
-            f"(forgot a password? labchat adduser NAME --replace)"
-        )
+            known[name] = new_password()
+            store.add(name, known[name])
+            added.append(name)
+    if added:
+        write_accounts(accounts_file, known)
+        print(f"demo accounts: added {', '.join(added)} to {store.path}")
+    # Only show a password that still works (adduser --replace may have changed it since).
+    shown = {}
+    for name in DEMO_USERS:
+        record = store.record(name)
+        if name in known and record is not None and verify_password(record, known[name]):
+            shown[name] = known[name]
+    for name in DEMO_USERS:
+        if name not in shown:
+            print(
+                f"demo account {name}: its password was chosen with `labchat adduser` and "
+                f"not written down; `labchat passwd {name}` gives it a new random one"
+            )
+    if shown:
+        print(accounts_box(shown, path=accounts_file))
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``adduser``, ``deluser``, ``users``, ``certs`` and ``init`` to the subcommands."""
+    """Add ``adduser``, ``passwd``, ``deluser``, ``users``, ``certs`` and ``init``."""
     adduser = sub.add_parser("adduser", help="add a user (or reset a password with --replace)")
-    adduser.add_argument("name")
+    adduser.add_argument("name", help="user name: 1-32 letters, digits, '_', '.' or '-'")
     add_users_option(adduser)
     add_password_stdin(adduser)
-    adduser.add_argument("--replace", action="store_true", help="reset an existing password")
+    adduser.add_argument(
+        "--replace", action="store_true", help="give an existing user this new password"
+    )
     adduser.add_argument(
         "--operator",
         action="store_true",
@@ -109,8 +165,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     adduser.set_defaults(func=cmd_adduser)
 
+    passwd = sub.add_parser("passwd", help="give a user a new random password and print it")
+    passwd.add_argument("name", help="an existing user")
+    add_users_option(passwd)
+    add_password_stdin(passwd, otherwise="a random one, printed")
+    passwd.set_defaults(func=cmd_passwd)
+
     deluser = sub.add_parser("deluser", help="remove a user")
-    deluser.add_argument("name")
+    deluser.add_argument("name", help="the user to remove")
     add_users_option(deluser)
     deluser.set_defaults(func=cmd_deluser)
 
@@ -118,22 +180,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_users_option(users)
     users.set_defaults(func=cmd_users)
 
-    certs = sub.add_parser("certs", help="create the lab CA and server certificate")
-    certs.add_argument("--dir", default="certs", help="output directory (default certs/)")
+    certs = sub.add_parser(
+        "certs",
+        help="create the lab CA and server certificate",
+        description="Create a lab CA and a server certificate signed by it (docs/certificates.md "
+        "shows the same with openssl). Keys are written with mode 0600.",
+    )
+    certs.add_argument("--dir", default="certs", help="output directory")
     certs.add_argument(
         "--host",
         action="append",
         metavar="NAME_OR_IP",
-        help="extra name or address for the server certificate (repeatable)",
+        help="another name or address for the server certificate, besides localhost, "
+        "127.0.0.1 and ::1 (repeatable)",
     )
     certs.add_argument(
-        "--key-type", choices=("ec", "rsa"), default="ec", help="ECDSA P-256 (default) or RSA-2048"
+        "--key-type",
+        choices=("ec", "rsa"),
+        default="ec",
+        help="ECDSA P-256 (ec) or RSA-2048 (rsa)",
     )
-    certs.add_argument("--client", metavar="NAME", help="issue a client certificate instead")
+    certs.add_argument(
+        "--client",
+        metavar="NAME",
+        help="issue a client certificate NAME (mutual TLS) from the CA in --dir instead",
+    )
     certs.add_argument("--force", action="store_true", help="overwrite existing files")
     certs.set_defaults(func=cmd_certs)
 
-    init = sub.add_parser("init", help="create lab certificates and demo accounts if missing")
-    init.add_argument("--certs", default="certs")
+    init = sub.add_parser(
+        "init",
+        help="create lab certificates and demo accounts if missing",
+        description="What `make lab` runs first: the lab CA and server certificate, and the "
+        "demo accounts alice and bob, each only if missing. Ends with the demo accounts and "
+        f"their passwords in a box (also kept in DIR/{ACCOUNTS_FILE}, mode 0600).",
+    )
+    init.add_argument(
+        "--certs", default="certs", metavar="DIR", help="directory for certificates and users"
+    )
     add_users_option(init)
     init.set_defaults(func=cmd_init)

@@ -53,12 +53,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("target", nargs="?", metavar="TARGET", help="scenario name, 'live' or 'list'")
     p.add_argument("--out", metavar="DIR", help="output directory")
     p.add_argument("--all", action="store_true", help="every scenario, into DIR/<scenario>/")
-    p.add_argument("--mode", choices=capture.MODES, default="auto", help="capture mode")
-    p.add_argument("--port", type=port, help="server port (live: required)")
-    p.add_argument("--pause", type=float, help="seconds between scenario steps")
+    p.add_argument("--mode", choices=capture.MODES, default="auto", help="capture mode (see above)")
+    p.add_argument(
+        "--port",
+        type=port,
+        help=f"server port (live: required; scenarios: default {capture.DEFAULT_PORT})",
+    )
+    p.add_argument(
+        "--pause",
+        type=float,
+        metavar="SECONDS",
+        help="pause between scenario steps (default: each scenario's own)",
+    )
     p.add_argument("--duration", type=float, metavar="S", help="live: stop after S seconds")
     p.add_argument("--count", type=int, metavar="N", help="live: stop after N packets")
-    p.add_argument("--iface", default="lo", help="live: interface (default lo)")
+    p.add_argument("--iface", default="lo", help="live: interface to capture on")
     p.add_argument("--keylog", metavar="F", help="live: TLS key log to embed (server --keylog)")
     p.set_defaults(func=cmd_capture)
 
@@ -180,7 +189,9 @@ def _network_parser() -> ArgumentParser:
     parser.add_argument("targets", nargs="*", metavar="NAME", help="scenario, 'list' or 'features'")
     parser.add_argument("--all", action="store_true", help="every scenario, into DIR/<name>/")
     parser.add_argument("--out", metavar="DIR", help="output directory")
-    parser.add_argument("--mode", choices=("auto", "private", "offline"), default="auto")
+    parser.add_argument(
+        "--mode", choices=("auto", "private", "offline"), default="auto", help="capture mode"
+    )
     parser.set_defaults(func=cmd_network)
     return parser
 

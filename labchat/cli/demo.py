@@ -25,6 +25,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``demo`` to the ``labchat`` subcommands."""
     demo = subparsers.add_parser("demo", help="capture a TLS 1.3 chat and draw its ladder")
-    demo.add_argument("--out", default=str(DEFAULT_OUT), help=f"directory (default {DEFAULT_OUT})")
-    demo.add_argument("--mode", choices=MODES, default="auto", help="capture mode")
+    demo.add_argument(
+        "--out",
+        default=str(DEFAULT_OUT),
+        metavar="DIR",
+        help="directory for capture.pcapng, keys.log, manifest.json and ladder.png",
+    )
+    demo.add_argument(
+        "--mode",
+        choices=MODES,
+        default="auto",
+        help="capture mode (`labchat capture --help` explains them)",
+    )
     demo.set_defaults(func=cmd_demo)

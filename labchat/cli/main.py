@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from labchat import __version__
 
 from .errors import DEBUG_ENV, ArgumentParser, CommandError, run_command
+from .help import add_examples
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -22,7 +23,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: dict[str, tuple[str, ...]] = {
     "serve": ("serve",),
     "chat": ("chat",),
-    "admin": ("adduser", "deluser", "users", "certs", "init"),
+    "admin": ("adduser", "passwd", "deluser", "users", "certs", "init"),
     "capture": ("capture",),
     "inspect": ("inspect",),
     "demo": ("demo",),
@@ -49,7 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
         The parser; each subcommand sets ``func`` (a handler taking the parsed arguments).
     """
     parser = ArgumentParser(
-        prog="labchat", description="An educational TLS chat lab: serve, chat, capture, inspect."
+        prog="labchat",
+        description="An educational TLS chat lab: serve, chat, capture, inspect.",
+        epilog=(
+            "first steps:\n"
+            "  labchat init                 # lab CA, server certificate, demo accounts\n"
+            "  labchat serve                # terminal 1: the server\n"
+            "  labchat chat --user alice    # terminal 2 (and bob in terminal 3)\n"
+            "  labchat demo                 # capture a TLS 1.3 chat and draw it\n"
+            "`labchat COMMAND --help` shows each command's options and examples."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"labchat {__version__}")
     parser.add_argument(
@@ -68,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
             _register_unavailable(sub, qualified, names, exc)
             continue
         mod.register(sub)
+    add_examples(sub)
     return parser
 
 

@@ -6,16 +6,37 @@ import argparse
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from labchat.certs import lab_cert_paths
+from labchat.diagnose import (
+    CertificateFileError,
+    CertificateInfo,
+    check_server_certificate,
+    format_time,
+    read_certificates,
+)
 from labchat.server import DEFAULT_PORT, Limits, Server
+from labchat.tls import check_private_key_permissions
 
-from .common import add_users_option
-from .errors import port_or_zero
+from .common import add_users_option, users_file
+from .errors import UsageError, listen_error, port_or_zero
 
-__all__ = ["cmd_serve", "register"]
+__all__ = [
+    "CERT_WARN_BEFORE",
+    "LIMIT_HELP",
+    "check_certificate",
+    "check_users_file",
+    "cmd_serve",
+    "register",
+]
+
+#: Warn at start when the server certificate ends sooner than this.
+CERT_WARN_BEFORE = timedelta(days=14)
 
 
 def _raise_open_file_limit() -> None:
@@ -50,10 +71,85 @@ def _pin_to_one_cpu() -> int | None:
     return cpus[0]
 
 
+class _ListeningOnce(logging.Filter):
+    """Drop the server's own "listening on" log record: the CLI prints that line on stdout
+    (the line scripts and tests read), and the same terminal showed it twice (issue 12)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "labchat.server" and str(record.msg).startswith("listening on"))
+
+
+def check_users_file(path: Path) -> None:
+    """Refuse a users file that group or others can read, as a private key is refused.
+
+    Its scrypt hashes are slow to guess but not impossible: whoever can read them can try
+    passwords offline, at their own pace and without the server's login throttle.
+
+    Raises:
+        UsageError: the file's mode lets group or others read (or write) it.
+    """
+    if os.name == "nt" or not path.exists():  # Windows ACLs do not map onto mode bits
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise UsageError(
+            f"users file {path} has mode {mode:#o}: group or others can read its password "
+            f"hashes. Fix it with: chmod 600 {path}"
+        )
+
+
+def check_certificate(args: argparse.Namespace) -> CertificateInfo:
+    """Check the server certificate before listening: there, readable, valid now, and the
+    private key's pair. Log what was found, so the server says which certificate it serves.
+
+    Raises:
+        UsageError: a file is missing or broken, the key belongs to another certificate, or
+            the certificate is expired or not yet valid (the message has the dates).
+        labchat.tls.KeyPermissionError: group or others can read the key.
+    """
+    paths = lab_cert_paths(args.certs)
+    fix = f"make new ones with `labchat certs --dir {args.certs} --force`"
+    try:
+        # A key others can read is refused before anything reads it (or says it is fine).
+        if paths.server_key.exists():
+            check_private_key_permissions(paths.server_key)
+        info = check_server_certificate(paths.server_cert, paths.server_key)
+    except FileNotFoundError as exc:
+        raise UsageError(
+            f"{exc.strerror}: create the lab certificates with `labchat certs --dir "
+            f"{args.certs}` (or `labchat init`)"
+        ) from exc
+    except CertificateFileError as exc:
+        raise UsageError(f"{exc}; {fix} (clients then need the new ca.pem)") from exc
+    left = info.not_after - datetime.now(timezone.utc)
+    log = logging.getLogger("labchat.cli")
+    log.info(
+        "certificate %s: for %s; valid until %s (%d days); matches its key %s",
+        paths.server_cert,
+        info.names_text(),
+        format_time(info.not_after),
+        left.days,
+        paths.server_key,
+    )
+    if left < CERT_WARN_BEFORE:
+        log.warning("certificate %s expires in %d days: %s", paths.server_cert, left.days, fix)
+    if args.client_ca:
+        try:
+            read_certificates(args.client_ca, what="client CA file (--client-ca)")
+        except FileNotFoundError as exc:
+            raise UsageError(exc.strerror) from exc
+        except CertificateFileError as exc:
+            raise UsageError(str(exc)) from exc
+    return info
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    handler = logging.StreamHandler()
+    handler.addFilter(_ListeningOnce())
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
+        handlers=[handler],
     )
     limits = {
         name: getattr(args, name)
@@ -66,11 +162,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "cleartext. Use it only for the lesson on what plaintext exposes.",
             file=sys.stderr,
         )
+    else:
+        check_certificate(args)
     _raise_open_file_limit()
-    users = Path(args.users)
+    users = users_file(args)
+    check_users_file(users)
     if not users.exists():
         print(
-            f"note: {users} does not exist yet; add accounts with `labchat adduser NAME`",
+            f"note: {users} does not exist yet; add accounts with "
+            f"`labchat adduser NAME --users {users}`",
             file=sys.stderr,
         )
     server = Server(
@@ -98,7 +198,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             logging.getLogger("labchat.cli").info(
                 "running on CPU %d only (one GIL: faster on one CPU; --all-cpus to undo)", cpu
             )
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:
+        raise listen_error(exc, args.host, args.port) from exc
     host, port = server.address
     print(f"listening on {host}:{port} ({server.describe()})", flush=True)
     try:
@@ -110,36 +213,82 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``--max-clients`` and friends: metavar (the unit) and help for each field of `Limits`.
+#: docs/security.md says why each default is what it is.
+LIMIT_HELP: dict[str, tuple[str, str]] = {
+    "max_clients": ("N", "connections served at once; the next one gets ERR busy"),
+    "handshake_timeout": ("SECONDS", "time for the TLS handshake"),
+    "login_timeout": ("SECONDS", "time from connecting to a successful LOGIN"),
+    "idle_timeout": ("SECONDS", "quiet time before the server sends PING"),
+    "ping_timeout": ("SECONDS", "time to answer that PING (any line counts)"),
+    "line_timeout": ("SECONDS", "time a partial line may stay unfinished (slowloris)"),
+    "outbox_bytes": ("BYTES", "bytes queued for one client before it is dropped as too slow"),
+    "write_timeout": ("SECONDS", "time one blocked write may take before the client is dropped"),
+    "flood_burst": ("LINES", "lines a client may send back to back..."),
+    "flood_rate": ("LINES/S", "...and lines per second after that (faster ones wait)"),
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``serve`` to the ``labchat`` subcommands."""
-    serve = sub.add_parser("serve", help="run the chat server")
+    serve = sub.add_parser(
+        "serve",
+        help="run the chat server",
+        description=(
+            "Run the chat server until Ctrl-C or SIGTERM. The first line on stdout is "
+            "'listening on HOST:PORT (...)'; the log goes to stderr. It checks its "
+            "certificate (valid now, matches its key) and refuses a key or users file that "
+            "others can read."
+        ),
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=port_or_zero, default=DEFAULT_PORT, help="port (0 picks one)")
-    serve.add_argument("--certs", default="certs", help="directory with server.pem/server.key")
+    serve.add_argument(
+        "--port", type=port_or_zero, default=DEFAULT_PORT, help="port to listen on; 0 picks one"
+    )
+    serve.add_argument(
+        "--certs",
+        default="certs",
+        metavar="DIR",
+        help="directory with server.pem and server.key (from `labchat certs`)",
+    )
     add_users_option(serve)
-    serve.add_argument("--plain", action="store_true", help="no TLS (INSECURE; for lessons)")
-    serve.add_argument("--tls-version", choices=("1.2", "1.3"), help="pin one TLS version")
-    serve.add_argument("--keylog", help="write TLS secrets to this NSS key log file")
-    serve.add_argument("--client-ca", help="require client certificates from this CA (mTLS)")
+    serve.add_argument(
+        "--plain", action="store_true", help="no TLS (INSECURE; for the plaintext lesson)"
+    )
+    serve.add_argument(
+        "--tls-version", choices=("1.2", "1.3"), help="allow only this TLS version (default: both)"
+    )
+    serve.add_argument(
+        "--keylog",
+        metavar="FILE",
+        help="append TLS secrets to FILE (NSS key log, mode 0600: it decrypts captures)",
+    )
+    serve.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="require client certificates signed by this CA (mutual TLS)",
+    )
     serve.add_argument(
         "--require-cert-user",
         action="store_true",
         help="with --client-ca: a LOGIN must name the account in the client certificate",
     )
-    serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     serve.add_argument(
         "--all-cpus",
         action="store_true",
         help="do not pin the server to one CPU (pinning is faster under one GIL)",
     )
+    limits = serve.add_argument_group("limits (docs/security.md says why each default)")
     for name in Limits.names():
         default = getattr(Limits, name)
-        serve.add_argument(
+        unit, text = LIMIT_HELP.get(name, ("N", name.replace("_", " ")))
+        limits.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
             type=type(default),
             default=None,
-            metavar="N",
-            help=f"(default {default})",
+            metavar=unit,
+            help=f"{text} (default: {default:g})",
         )
     serve.set_defaults(func=cmd_serve)
