@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from ..plots import broadcast_latency as plot_latency
 from .captured import Captured, capture_scenario, capture_scenarios, strip_keys
-from .environment import EnvironmentReport, environment_report
 from .files import LabFiles, client_options, lab_files, running_server
 from .liveview import RoomView, live_room_view
 from .rooms import ChatBots, RoomStats, measure_broadcast_latency, room_order_check
@@ -44,7 +43,6 @@ __all__ = [
     "TCP_STATES",
     "Captured",
     "ChatBots",
-    "EnvironmentReport",
     "LabFiles",
     "ReuseResult",
     "RoomStats",
@@ -54,7 +52,6 @@ __all__ = [
     "capture_scenarios",
     "client_options",
     "connect_without_accept",
-    "environment_report",
     "ephemeral_port_range",
     "keepalive_settings",
     "lab_files",
