@@ -2,7 +2,6 @@
 
 ==================  =========================================================================
 ``files``           throwaway certificates and users, and a server using them (03, 04, 05)
-``environment``     versions and the capture mode that works here (00)
 ``captured``        capture a scripted scenario and load it as an eavesdropper sees it (01-04)
 ``tcpstate``        TCP states from /proc/net/tcp: a listener that never accepts (01),
                     who ends in TIME_WAIT (02)
