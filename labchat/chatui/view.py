@@ -9,7 +9,6 @@ carriage return or bidi override sent by anyone reaches the terminal (issue 12).
 from __future__ import annotations
 
 import time
-import unicodedata
 from dataclasses import dataclass, field
 
 from labchat import protocol as p
@@ -36,44 +35,9 @@ STYLE = {
 }
 
 
-# What is escaped: the control characters (C0, DEL, C1: category Cc), the line and paragraph
-# separators (Zl, Zp), lone surrogates (Cs), and the invisible marks that reorder the text
-# after them: the bidi embeddings, overrides and isolates ("Trojan Source", CVE-2021-42574)
-# and the ALM/LRM/RLM marks. TAB too: it moves the cursor. Other format characters, such as
-# the zero-width joiner inside an emoji, are left alone.
-_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
-_MOVERS = frozenset("\t\u061c\u200e\u200f") | frozenset(map(chr, range(0x202A, 0x202F)))
-_MOVERS |= frozenset(map(chr, range(0x2066, 0x206A)))
-_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def _hidden(ch: str) -> bool:
-    return ch in _MOVERS or unicodedata.category(ch) in _CATEGORIES
-
-
-def _escape(ch: str) -> str:
-    if ch in _SHORT:
-        return _SHORT[ch]
-    code = ord(ch)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def safe(text: str) -> str:
-    """*text* from the network, safe to write to a terminal: every control character, and
-    every character that moves the cursor or reorders the text, shown as an escape (ESC as
-    ``\\x1b``, U+202E as ``\\u202e``) instead of acted on. Letters of every script, emoji
-    and combining marks are left alone; backslashes are not doubled (the result is for
-    reading, not parsing).
-
-    Args:
-        text: Any text.
-
-    Returns:
-        The text with those characters escaped (*text* itself if there are none).
-    """
-    if text.isprintable() and "\t" not in text:
-        return text  # the common case: nothing to look at character by character
-    return "".join(_escape(ch) if _hidden(ch) else ch for ch in text)
+#: *text* from the network, safe to write to a terminal: the protocol's own escaping (every
+#: control character, line separator and bidi control shown as ``\x1b``, ``\u202e``, ...).
+safe = p.escape_controls
 
 
 @dataclass(frozen=True)
