@@ -1,22 +1,18 @@
-"""The labchat/1 client: a blocking API for notebooks and tests, and the terminal chat.
+"""The labchat/1 client: a blocking API for notebooks, tests and the terminal chat.
 
-`Client` owns its socket in the calling thread. The interactive chat keeps that rule too:
-a helper thread only reads the keyboard and hands lines over through a queue and a wake-up
-socketpair, while the main thread alone reads and writes the (TLS) socket.
+`Client` owns its socket in the calling thread. `format_event` shows one server event as
+one line that is safe for any terminal. The terminal chat itself (`labchat chat`) is
+`labchat.chatui`, built on these two.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import select
 import socket
 import ssl
-import sys
-import threading
 import time
 from collections import deque
-from typing import TextIO
 
 from . import protocol as p
 from .tls import client_context
@@ -26,10 +22,7 @@ __all__ = [
     "Client",
     "ConnectionClosed",
     "LoginError",
-    "CHAT_HELP",
     "format_event",
-    "parse_input",
-    "run_chat",
 ]
 
 DEFAULT_CAFILE = os.path.join("certs", "ca.pem")
@@ -373,7 +366,7 @@ class Client:
         return p.parse_server_line(frame.text)
 
 
-# --------------------------------------------------------------------------- terminal chat
+# --------------------------------------------------------------------------- showing events
 
 
 def format_event(event: p.ServerMessage) -> str:
@@ -411,135 +404,3 @@ def format_event(event: p.ServerMessage) -> str:
             return "-- throttled: " + (", ".join(e(x) for x in entries) or "nothing")
         case _:
             return f"-- {event!r}"  # repr() escapes every control character itself
-
-
-def _keyboard(lines: queue.Queue, wake: socket.socket, stdin: TextIO) -> None:
-    """Read the keyboard in a helper thread; never touches the chat socket."""
-    try:
-        for line in stdin:
-            lines.put(line.rstrip("\r\n"))
-            wake.send(b"\0")
-    except (OSError, ValueError):
-        pass
-    lines.put(None)  # end of input (Ctrl-D)
-    try:
-        wake.send(b"\0")
-    except OSError:
-        pass
-
-
-#: What the chat's slash commands are, for its greeting and for /help.
-CHAT_HELP = (
-    "/who, /tell NAME text, /ping, /quit (Ctrl-D or Ctrl-C also leave); operators: "
-    "/kick NAME [reason], /mute NAME [seconds], /unmute NAME, /unlock NAME|@ADDRESS, /throttled"
-)
-
-
-def parse_input(text: str) -> p.Command | str | None:
-    """Turn a line the user typed into a command, a message for the user (str), or None.
-
-    Plain text is a SAY; a line starting with ``/`` is a slash command (`CHAT_HELP`). Used
-    by `run_chat` and meant for any other chat front end.
-
-    Args:
-        text: The typed line, without its newline.
-
-    Returns:
-        A `labchat.protocol` command to send; a str to show the user instead (usage or an
-        unknown command); None for a blank line.
-    """
-    if not text.strip():
-        return None
-    if not text.startswith("/"):
-        return p.Say(text)
-    verb, _, rest = text[1:].partition(" ")
-    first, _, tail = rest.strip().partition(" ")
-    match verb:
-        case "who":
-            return p.Who()
-        case "quit":
-            return p.Quit()
-        case "ping":
-            return p.Ping(rest)
-        case "help":
-            return CHAT_HELP
-        case "tell":
-            return p.Tell(first, tail) if first and tail else "usage: /tell NAME text"
-        case "kick":
-            return p.Kick(first, tail.strip()) if first else "usage: /kick NAME [reason]"
-        case "mute" | "unmute" if not first:
-            return f"usage: /{verb} NAME" + (" [seconds]" if verb == "mute" else "")
-        case "unmute":
-            return p.Mute(first, 0.0)
-        case "mute":
-            if not tail.strip():
-                return p.Mute(first)
-            try:
-                return p.Mute(first, float(tail))
-            except ValueError:
-                return "usage: /mute NAME [seconds]"
-        case "unlock":
-            return p.Unlock(first) if first and not tail else "usage: /unlock NAME or @ADDRESS"
-        case "throttled":
-            return p.ListThrottled()
-    return f"unknown command /{p.escape_controls(verb)}; try /help"
-
-
-def run_chat(client: Client, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
-    """The interactive loop: show incoming lines while the user types. Returns an exit code.
-
-    The client must already be logged in.
-    """
-    lines: queue.Queue[str | None] = queue.Queue()
-    wake_r, wake_w = socket.socketpair()
-    reader = threading.Thread(target=_keyboard, args=(lines, wake_w, stdin), daemon=True)
-    reader.start()
-
-    def show(text: str) -> None:
-        stdout.write(text + "\n")
-        stdout.flush()
-
-    show("-- type to chat; " + CHAT_HELP)
-    try:
-        while True:
-            while (event := client.recv(0)) is not None:
-                show(format_event(event))
-                if isinstance(event, p.Bye):
-                    return 0
-            ready, _, _ = select.select([client.sock, wake_r], [], [], 1.0)
-            if wake_r in ready:
-                wake_r.recv(4096)
-            while True:
-                try:
-                    typed = lines.get_nowait()
-                except queue.Empty:
-                    break
-                if typed is None:
-                    client.quit()
-                    show("-- bye")
-                    return 0
-                command = parse_input(typed)
-                if isinstance(command, str):
-                    show("!! " + command)
-                elif isinstance(command, p.Quit):
-                    show("-- " + (client.quit() or "bye"))
-                    return 0
-                elif command is not None:
-                    try:
-                        client.send(command)
-                    except p.LocalProtocolError as exc:
-                        show(f"!! {exc}")
-    except KeyboardInterrupt:
-        try:
-            client.quit()
-        except (OSError, ConnectionClosed, TimeoutError):
-            pass
-        show("-- bye")
-        return 0
-    except ConnectionClosed as exc:
-        show(f"-- {exc}")
-        return 1
-    finally:
-        client.close()
-        wake_r.close()
-        wake_w.close()

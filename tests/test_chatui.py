@@ -306,18 +306,42 @@ def test_connection_errors_escape_the_servers_words() -> None:
     assert "\x1b" not in str(error) and "\\x1b[2Jserver full" in str(error)
 
 
-def test_operator_commands_say_when_this_labchat_has_none(make_server, lab_certs) -> None:
+def test_operator_commands_are_refused_to_a_student(make_server, lab_certs) -> None:
     server = make_server()
     session, screen = start_session(server, lab_certs)
     try:
         for action in (c.Kick("bob"), c.Mute("bob", 5), c.Unlock("bob"), c.Throttled()):
             session.submit(action)
-            if hasattr(Client, "kick"):  # issue 11's operators have landed: the server decides
-                assert screen.wait_for("forbidden").kind == "error"
-            else:
-                assert screen.wait_for("no operator commands yet").kind == "error"
+            assert screen.wait_for("forbidden").kind == "error"
         session.submit(c.Say("still here"))
         screen.wait_for("<alice> still here")
     finally:
         session.stop()
         session.join(TIMEOUT)
+
+
+def test_operator_commands_for_a_teacher(make_server, connect, lab_certs, users) -> None:
+    UserStore(users).add("alice", PASSWORDS["alice"], replace=True, operator=True)
+    server = make_server()
+    bob, carol = connect(server, user="bob"), connect(server, user="carol")
+    session, screen = start_session(server, lab_certs)
+    try:
+        wait_until(lambda: session.names >= {"bob", "carol"}, what="names from WHO")
+        session.submit(c.Mute("bob", 120))
+        assert screen.wait_for("-- bob muted for 120 s").kind == "notice"
+        bob.recv_all(0.2)
+        bob.say("hello?")
+        assert bob.recv(TIMEOUT).code == "muted"  # type: ignore[union-attr]
+        session.submit(c.Unmute("bob"))
+        screen.wait_for("-- bob may speak again")
+        session.submit(c.Kick("carol", "enough"))
+        screen.wait_for("-- carol kicked")  # the room's "-- carol left" may come first
+        assert "-- carol left" in [line.text for line in screen.seen]
+        session.submit(c.Throttled())
+        screen.wait_for("-- in a login cool-down: nobody")
+        session.submit(c.Unlock("dave"))
+        screen.wait_for("-- login cool-downs of dave ended")
+    finally:
+        session.stop()
+        session.join(TIMEOUT)
+        carol.close()

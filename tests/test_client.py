@@ -1,8 +1,8 @@
-"""Tests for labchat.client: the blocking Client API and the terminal chat loop."""
+"""Tests for labchat.client: the blocking Client API and how events are shown (the terminal
+chat itself: tests/test_chatui.py, tests/test_chat_terminal.py)."""
 
 from __future__ import annotations
 
-import io
 import socket
 import threading
 import time
@@ -18,8 +18,6 @@ from labchat.client import (
     ConnectionClosed,
     LoginError,
     format_event,
-    parse_input,
-    run_chat,
 )
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
@@ -121,36 +119,7 @@ def test_Client_connection_refused() -> None:
         Client("127.0.0.1", port, tls=False, timeout=TIMEOUT)
 
 
-# --------------------------------------------------------------------------- terminal chat
-
-
-def test_parse_input() -> None:
-    assert parse_input("") is None
-    assert parse_input("   ") is None
-    assert parse_input("hello /who") == p.Say("hello /who")
-    assert parse_input("/who") == p.Who()
-    assert parse_input("/quit") == p.Quit()
-    assert parse_input("/tell bob hi there") == p.Tell("bob", "hi there")
-    assert parse_input("/tell bob") == "usage: /tell NAME text"
-    assert parse_input("/ping x") == p.Ping("x")
-    assert "unknown command /frob" in parse_input("/frob")
-    assert "\x1b" not in parse_input("/\x1b[2J")  # even an echo of the typed verb is escaped
-    assert "/kick" in parse_input("/help")
-
-
-def test_parse_input_moderation() -> None:
-    assert parse_input("/kick bob") == p.Kick("bob")
-    assert parse_input("/kick bob  spamming the room ") == p.Kick("bob", "spamming the room")
-    assert parse_input("/kick") == "usage: /kick NAME [reason]"
-    assert parse_input("/mute bob") == p.Mute("bob")
-    assert parse_input("/mute bob 90") == p.Mute("bob", 90.0)
-    assert parse_input("/mute bob soon") == "usage: /mute NAME [seconds]"
-    assert parse_input("/mute") == "usage: /mute NAME [seconds]"
-    assert parse_input("/unmute bob") == p.Mute("bob", 0.0)
-    assert parse_input("/unlock alice") == p.Unlock("alice")
-    assert parse_input("/unlock @10.0.0.7") == p.Unlock("@10.0.0.7")
-    assert parse_input("/unlock") == "usage: /unlock NAME or @ADDRESS"
-    assert parse_input("/throttled") == p.ListThrottled()
+# --------------------------------------------------------------------------- moderation
 
 
 @pytest.fixture
@@ -221,137 +190,3 @@ def test_format_event() -> None:
     assert format_event(p.Bye("bye")) == "-- server says bye: bye"
     assert format_event(p.Ok("x")) == "-- ok x"
     assert format_event(p.Ok()).startswith("-- ")  # e.g. the answer to /tell
-
-
-class _Lines(io.TextIOBase):
-    """A stdin whose lines are handed over one at a time from the test."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._lines: list[str | None] = []
-
-    def put(self, line: str | None) -> None:
-        with self._cond:
-            self._lines.append(line)
-            self._cond.notify()
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> str:
-        with self._cond:
-            self._cond.wait_for(lambda: self._lines, timeout=TIMEOUT)
-            line = self._lines.pop(0) if self._lines else None
-        if line is None:
-            raise StopIteration
-        return line
-
-
-class _Screen(io.StringIO):
-    """stdout that lets the test wait for a line to appear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cond = threading.Condition()
-
-    def write(self, text: str) -> int:
-        with self._cond:
-            n = super().write(text)
-            self._cond.notify_all()
-            return n
-
-    def wait_for(self, text: str) -> None:
-        with self._cond:
-            assert self._cond.wait_for(lambda: text in self.getvalue(), TIMEOUT), (
-                f"{text!r} not shown; screen:\n{self.getvalue()}"
-            )
-
-
-@pytest.mark.parametrize("leave", ["eof", "/quit"])
-def test_run_chat(make_server, connect, leave: str) -> None:
-    server = make_server()
-    alice = connect(server, user="alice")
-    bob = connect(server, user="bob")
-    stdin, screen = _Lines(), _Screen()
-    result: list[int] = []
-    chat = threading.Thread(
-        target=lambda: result.append(run_chat(alice, stdin=stdin, stdout=screen))
-    )
-    chat.start()
-    try:
-        stdin.put("hello from the terminal\n")
-        screen.wait_for("<alice> hello from the terminal")
-        assert bob.recv(TIMEOUT) == p.Msg("alice", "hello from the terminal")
-        bob.say("hi alice")
-        assert bob.recv(TIMEOUT) == p.Msg("bob", "hi alice")
-        screen.wait_for("<bob> hi alice")
-        stdin.put("/who\n")
-        screen.wait_for("-- in the room: alice bob")
-        stdin.put("/tell bob just you\n")
-        assert bob.recv(TIMEOUT) == p.Priv("alice", "just you")
-        screen.wait_for(format_event(p.Ok()))
-        stdin.put("/tell nobody x\n")
-        screen.wait_for("!! no-such-user: nobody is not logged in")
-        stdin.put("/nope\n")
-        screen.wait_for("!! unknown command /nope")
-        stdin.put("/quit\n" if leave == "/quit" else None)
-    finally:
-        chat.join(TIMEOUT)
-    assert not chat.is_alive()
-    assert result == [0]
-    assert bob.recv(TIMEOUT) == p.Leave("alice")
-    stdin.put(None)  # let the keyboard thread finish if it is still waiting
-
-
-def test_run_chat_server_goes_away(make_server, connect) -> None:
-    server = make_server()
-    alice = connect(server, user="alice")
-    stdin, screen = _Lines(), _Screen()
-    result: list[int] = []
-    chat = threading.Thread(
-        target=lambda: result.append(run_chat(alice, stdin=stdin, stdout=screen))
-    )
-    chat.start()
-    screen.wait_for("-- type to chat")
-    server.close()
-    chat.join(TIMEOUT)
-    stdin.put(None)
-    assert result == [0]
-    assert "-- server says bye: server shutting down" in screen.getvalue()
-
-
-def test_run_chat_moderation_commands(make_server, connect, teacher_users) -> None:
-    server = make_server()
-    teacher = connect(server)
-    teacher.login("teacher", "teacher-password")
-    alice, bob = connect(server, user="alice"), connect(server, user="bob")
-    stdin, screen = _Lines(), _Screen()
-    result: list[int] = []
-    chat = threading.Thread(
-        target=lambda: result.append(run_chat(teacher, stdin=stdin, stdout=screen))
-    )
-    chat.start()
-    try:
-        screen.wait_for("/kick NAME [reason]")  # the greeting lists them
-        stdin.put("/who\n")
-        screen.wait_for("-- in the room: alice bob @teacher")
-        stdin.put("/mute alice 120\n")
-        screen.wait_for("-- ok alice muted for 120 s")
-        alice.recv_all(0.2)
-        alice.say("hello?")
-        assert alice.recv(TIMEOUT).code == "muted"  # type: ignore[union-attr]
-        stdin.put("/unmute alice\n")
-        screen.wait_for("-- ok alice unmuted")
-        stdin.put("/kick bob enough\n")
-        screen.wait_for("-- ok bob kicked")
-        screen.wait_for("-- bob left")
-        stdin.put("/throttled\n")
-        screen.wait_for("-- throttled: nothing")
-        stdin.put("/unlock carol\n")
-        screen.wait_for("-- ok carol unlocked (0 cool-downs cleared)")
-        stdin.put("/quit\n")
-    finally:
-        chat.join(TIMEOUT)
-        stdin.put(None)  # let the keyboard thread finish if it is still waiting
-    assert result == [0]
-    bob.close()

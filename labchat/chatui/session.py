@@ -337,10 +337,6 @@ class ChatSession:
         """An operator's request, through the `Client` methods; the server checks the role."""
         client = self._client
         assert client is not None
-        if not all(hasattr(client, m) for m in ("kick", "mute", "unlock", "throttled")):
-            # Operators, and the Client methods for them, come with issue 11 (branch server).
-            self._show("error", "!! this labchat has no operator commands yet (issue 11)")
-            return
         name = safe(getattr(item, "user", ""))
         if isinstance(item, c.Kick):
             client.kick(item.user, item.reason)
