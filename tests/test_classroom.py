@@ -742,7 +742,7 @@ def test_cli_serve_require_cert_user_needs_client_ca(lab: Lab, tmp_path: Path) -
         "--users", str(lab.store.path), "--require-cert-user",
         cwd=tmp_path,
     )  # fmt: skip
-    assert_one_error_line(result, "client_ca")
+    assert_one_error_line(result, "--require-cert-user", "--client-ca")
 
 
 def test_cli_adduser_operator_is_shown_in_who(lab: Lab, tmp_path: Path) -> None:

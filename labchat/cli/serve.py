@@ -33,6 +33,7 @@ __all__ = [
     "check_users_file",
     "cmd_serve",
     "register",
+    "report_certificate",
 ]
 
 #: Warn at start when the server certificate ends sooner than this.
@@ -100,7 +101,7 @@ def check_users_file(path: Path) -> None:
 
 def check_certificate(args: argparse.Namespace) -> CertificateInfo:
     """Check the server certificate before listening: there, readable, valid now, and the
-    private key's pair. Log what was found, so the server says which certificate it serves.
+    private key's pair (`report_certificate` then says what was found).
 
     Raises:
         UsageError: a file is missing or broken, the key belongs to another certificate, or
@@ -121,6 +122,23 @@ def check_certificate(args: argparse.Namespace) -> CertificateInfo:
         ) from exc
     except CertificateFileError as exc:
         raise UsageError(f"{exc}; {fix} (clients then need the new ca.pem)") from exc
+    if args.client_ca:
+        try:
+            read_certificates(args.client_ca, what="client CA file (--client-ca)")
+        except FileNotFoundError as exc:
+            raise UsageError(exc.strerror) from exc
+        except CertificateFileError as exc:
+            raise UsageError(str(exc)) from exc
+    return info
+
+
+def report_certificate(args: argparse.Namespace, info: CertificateInfo) -> None:
+    """Log which certificate the server serves, and warn when it expires soon.
+
+    Called once every other check has passed, so that a refused start prints one line.
+    """
+    paths = lab_cert_paths(args.certs)
+    fix = f"make new ones with `labchat certs --dir {args.certs} --force`"
     left = info.not_after - datetime.now(timezone.utc)
     log = logging.getLogger("labchat.cli")
     log.info(
@@ -133,14 +151,6 @@ def check_certificate(args: argparse.Namespace) -> CertificateInfo:
     )
     if left < CERT_WARN_BEFORE:
         log.warning("certificate %s expires in %d days: %s", paths.server_cert, left.days, fix)
-    if args.client_ca:
-        try:
-            read_certificates(args.client_ca, what="client CA file (--client-ca)")
-        except FileNotFoundError as exc:
-            raise UsageError(exc.strerror) from exc
-        except CertificateFileError as exc:
-            raise UsageError(str(exc)) from exc
-    return info
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -162,8 +172,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "cleartext. Use it only for the lesson on what plaintext exposes.",
             file=sys.stderr,
         )
-    else:
-        check_certificate(args)
+    if args.require_cert_user and not args.client_ca:
+        raise UsageError(
+            "--require-cert-user ties each login to its client certificate: add --client-ca "
+            "FILE (the CA that signs the students' certificates)"
+        )
+    certificate = None if args.plain else check_certificate(args)
     _raise_open_file_limit()
     users = users_file(args)
     check_users_file(users)
@@ -185,6 +199,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         require_cert_user=args.require_cert_user,
         **limits,
     )
+    if certificate is not None:
+        report_certificate(args, certificate)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
