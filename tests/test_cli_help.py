@@ -80,7 +80,7 @@ def readme_rows() -> dict[str, str]:
         if not row.startswith("| "):
             continue
         cell = row.split(" | ")[0]
-        for name in re.findall(r"labchat (\w+)", cell):
+        for name in re.findall(r"labchat ([\w-]+)", cell):
             rows[name] = rows.get(name, "") + cell
     return rows
 

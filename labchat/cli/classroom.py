@@ -146,8 +146,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="pre-flight check: what the lab needs, each capture mode, and the fixes",
         description="Check what the lab needs; exit 1 if something it needs is missing.",
     )
-    doctor.add_argument("--certs", default="certs", help="lab certificate directory")
-    doctor.add_argument("--users", default=str(DEFAULT_USERS), help="users file")
+    doctor.add_argument("--certs", default="certs", metavar="DIR", help="lab certificate directory")
+    doctor.add_argument("--users", default=str(DEFAULT_USERS), metavar="FILE", help="users file")
     doctor.add_argument(
         "--lab-only", action="store_true", help="only what the notebooks need (no server files)"
     )
@@ -164,9 +164,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "lab",
         help="copy the notebooks into a work folder (if missing) and start JupyterLab there",
     )
-    lab.add_argument("dir", nargs="?", default="labchat-lab", metavar="DIR")
+    lab.add_argument(
+        "dir",
+        nargs="?",
+        default="labchat-lab",
+        metavar="DIR",
+        help="work folder: the notebooks are copied here if missing, never over your work",
+    )
     lab.add_argument("--student", action="store_true", help="the student edition (no answers)")
-    lab.add_argument("--port", type=port, help="port for JupyterLab")
+    lab.add_argument("--port", type=port, metavar="PORT", help="port for JupyterLab")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab.add_argument(
         "--allow-root", action="store_true", help="run as root anyway (every cell runs as root)"
@@ -202,9 +208,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = subparsers.add_parser(
         "check", help="run a learner's notebook and report every exercise and self-check as JSON"
     )
-    check.add_argument("notebook", metavar="NOTEBOOK")
-    check.add_argument("--student", help="whose work it is (default: the file's owner)")
+    check.add_argument("notebook", metavar="NOTEBOOK", help="the learner's .ipynb file")
+    check.add_argument(
+        "--student", metavar="NAME", help="whose work it is (default: the file's owner)"
+    )
     check.add_argument("--out", metavar="FILE", help="write the JSON here instead of stdout")
-    check.add_argument("--timeout", type=int, default=120, help="seconds per cell (default 120)")
-    check.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
+    check.add_argument(
+        "--timeout", type=int, default=120, metavar="SECONDS", help="time one cell may take"
+    )
+    check.add_argument("--kernel", default="python3", metavar="NAME", help="Jupyter kernel")
     check.set_defaults(func=cmd_check)

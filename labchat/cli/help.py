@@ -94,6 +94,23 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("labchat demo", "capture a TLS 1.3 chat into captures/demo/, draw its ladder"),
         ("labchat demo --mode offline --out /tmp/demo", "from the shipped capture"),
     ],
+    "doctor": [
+        ("labchat doctor", "the pre-flight check: a table, exit 1 if the lab lacks something"),
+        ("labchat doctor --lab-only --json", "only what the notebooks need, as JSON"),
+        ("labchat doctor --fix-capture", "as root on Ubuntu: let this Python capture"),
+    ],
+    "lab": [
+        ("labchat lab", "the notebooks into ./labchat-lab (if missing), JupyterLab there"),
+        ("labchat lab ~/net-lab --student --port 8899", "the student edition, another port"),
+    ],
+    "student-edition": [
+        ("labchat student-edition student/", "the notebooks without the answers"),
+        ("labchat student-edition out/ --worksheets", "and a printable page each"),
+    ],
+    "check": [
+        ("labchat check 01-watch-a-tcp-handshake.ipynb", "each exercise and check, as JSON"),
+        ("labchat check work.ipynb --student ana --out ana.json", "for a gradebook"),
+    ],
 }
 
 
