@@ -15,7 +15,7 @@ The estimate is their sum, rounded up to 5 minutes. ``--write`` stores it as
 ``metadata.labchat.minutes`` in each notebook (metadata only: no cell or output changes), where
 the worksheets and docs/classroom.md take it from. Writes bench/results/classtime.json.
 
-    .venv/bin/python -m bench.classtime [--write]
+    .venv/bin/python -m bench.classtime [--write] [--docs]
 """
 
 from __future__ import annotations
@@ -88,9 +88,43 @@ def write_minutes(path: Path, minutes: int) -> None:
     nbformat.write(nb, path)
 
 
+DOC = ROOT / "docs" / "classroom.md"
+TABLE_HEAD = "| notebook | minutes | run | learning objectives (exercises) |\n|---|---:|---:|---|\n"
+
+
+def docs_table(rows: list[dict]) -> str:
+    """The time and objectives table of docs/classroom.md, from the notebooks' metadata."""
+    lines = [TABLE_HEAD]
+    for r in rows:
+        path = ROOT / "notebooks" / r["notebook"]
+        meta = nbformat.read(path, as_version=4).metadata.get("labchat", {})
+        objectives = "<br>".join(
+            f"{o['objective']} ({', '.join(str(e) for e in o['exercises'])})"
+            for o in meta.get("objectives", [])
+        )
+        lines.append(
+            f"| `{path.stem}` | {meta.get('minutes', r['minutes'])} | {r['run_s']:.0f} s "
+            f"| {objectives} |\n"
+        )
+    return "".join(lines)
+
+
+def write_docs(rows: list[dict]) -> None:
+    """Replace the table in docs/classroom.md (header to the first line that is not a row)."""
+    text = DOC.read_text()
+    start = text.index(TABLE_HEAD)
+    end = start + len(TABLE_HEAD)
+    while text.startswith("| `", end):
+        end = text.index("\n", end) + 1
+    DOC.write_text(text[:start] + docs_table(rows) + text[end:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.classtime")
     parser.add_argument("--write", action="store_true", help="store minutes in the notebooks")
+    parser.add_argument(
+        "--docs", action="store_true", help="rewrite docs/classroom.md's table (after --write)"
+    )
     args = parser.parse_args(argv)
     rows = []
     for run in run_notebooks():
@@ -121,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         for r in rows:
             write_minutes(ROOT / "notebooks" / r["notebook"], r["minutes"])
+    if args.docs:
+        write_docs(rows)
     return 0
 
 
