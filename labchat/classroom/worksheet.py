@@ -98,13 +98,28 @@ def _markdown(text: str) -> str:
     return markdown2html_mistune(text)
 
 
+#: What one A4 page holds in `_STYLE`: about 52 lines of 10 pt text; a ruled answer line is
+#: 1.3 of them. Header, headings and footer take about 10; a question about 1 line per 95
+#: characters of its text, an objective about one.
+_PAGE_LINES, _RULED, _FIXED, _CHARS_PER_LINE = 52, 1.3, 10, 95
+
+
+def _answer_lines(found: list[tuple[int, str]], objectives: int) -> int:
+    """Ruled lines under each question so the page stays one page: 8 at most, 2 at least."""
+    n = max(1, len(found))
+    text = _FIXED + objectives + sum(1 + len(q) // _CHARS_PER_LINE for _, q in found)
+    room = int((_PAGE_LINES - text) / _RULED)
+    # 22 // n was the rule when the questions were short; a long question takes room from it.
+    return max(2, min(8, 22 // n, room // n))
+
+
 def worksheet_html(nb: Any, name: str, *, answer_lines: int | None = None) -> str:
     """The worksheet of one notebook, as a standalone HTML page.
 
     Args:
         nb: the (teacher's) notebook; its answers never reach the page.
         name: the notebook's file name (``01-watch-a-tcp-handshake.ipynb``).
-        answer_lines: ruled lines under each question (default: what fills one page, 3 to 8).
+        answer_lines: ruled lines under each question (default: what fills one page, 2 to 8).
 
     Returns:
         The HTML.
@@ -121,8 +136,8 @@ def worksheet_html(nb: Any, name: str, *, answer_lines: int | None = None) -> st
         for o in meta.get("objectives", [])
     )
     found = exercises(nb)
-    if answer_lines is None:  # one A4 page holds about 22 ruled lines besides the text
-        answer_lines = max(3, min(8, 22 // max(1, len(found))))
+    if answer_lines is None:
+        answer_lines = _answer_lines(found, len(meta.get("objectives", [])))
     questions = "".join(
         f'<li value="{n}">{_markdown(text)}' + '<div class="answer"></div>' * answer_lines + "</li>"
         for n, text in found
