@@ -11,8 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 # What goes to the server as it is typed is the protocol's own command: a line for the room,
-# a private line, who is there, leaving. The rest are the chat's own requests.
-from labchat.protocol import Quit, Say, Tell, Who
+# a private line, who is there, a ping, leaving, and the operators' requests. Help, Unmute
+# (a MUTE of 0 seconds, shown as its own command) and Usage are the chat's own.
+from labchat.protocol import Kick, Mute, Ping, Quit, Say, Tell, Unlock, Who
+from labchat.protocol import ListThrottled as Throttled
 
 __all__ = [
     "COMMANDS",
@@ -37,29 +39,8 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Ping:
-    """Measure the round trip to the server."""
-
-
-@dataclass(frozen=True)
 class Help:
     """Show the commands."""
-
-
-@dataclass(frozen=True)
-class Kick:
-    """Operators: disconnect a user."""
-
-    user: str
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class Mute:
-    """Operators: silence a user for a while."""
-
-    user: str
-    seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,18 +48,6 @@ class Unmute:
     """Operators: let a muted user speak again."""
 
     user: str
-
-
-@dataclass(frozen=True)
-class Unlock:
-    """Operators: end the login cool-downs of an account, or of ``@ADDRESS``."""
-
-    user: str
-
-
-@dataclass(frozen=True)
-class Throttled:
-    """Operators: what is in a login cool-down."""
 
 
 @dataclass(frozen=True)

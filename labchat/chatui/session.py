@@ -337,7 +337,7 @@ class ChatSession:
         """An operator's request, through the `Client` methods; the server checks the role."""
         client = self._client
         assert client is not None
-        name = safe(getattr(item, "user", ""))
+        name = safe(getattr(item, "user", getattr(item, "target", "")))
         if isinstance(item, c.Kick):
             client.kick(item.user, item.reason)
             done = f"{name} kicked"
@@ -348,7 +348,7 @@ class ChatSession:
             client.mute(item.user, 0)
             done = f"{name} may speak again"
         elif isinstance(item, c.Unlock):
-            client.unlock(item.user)
+            client.unlock(item.target)
             done = f"login cool-downs of {name} ended"
         else:
             entries = client.throttled()
