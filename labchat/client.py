@@ -140,7 +140,7 @@ class Client:
 
     @property
     def alpn_protocol(self) -> str | None:
-        """The ALPN protocol the server selected ('labchat/1'), or None (none, or plaintext)."""
+        """The server's ALPN choice ('labchat/1'); None if none, plaintext or closed."""
         return self.sock.selected_alpn_protocol() if isinstance(self.sock, ssl.SSLSocket) else None
 
     # -- requests --------------------------------------------------------------------------

@@ -62,14 +62,14 @@ MOZILLA_INTERMEDIATE_CIPHERS = ":".join(
 #: The ALPN protocol id of labchat's line protocol (RFC 7301, Application-Layer Protocol
 #: Negotiation). TLS hides the chat, but the ClientHello is sent in the clear: with this id in
 #: it, a TLS terminator or proxy can route the connection, and Wireshark or `labchat.analysis`
-#: can tell what runs inside, without the keys. It is not registered with IANA (a lab
-#: protocol); RFC 7301 section 6 only asks that ids not clash with registered ones.
+#: can tell what runs inside, without the keys. It is not in IANA's ALPN registry (RFC 7301
+#: section 6): a lab protocol.
 #: The server also serves clients that offer no ALPN, or only other ids (``h2``, an
 #: ``openssl s_client -alpn h2``): it then selects nothing and the handshake goes on. RFC 7301
-#: section 3.2 would have it refuse with a fatal no_application_protocol alert; like OpenSSL's
-#: own servers we do not, because the issue (13) asks that clients without ALPN (raw ``ssl``,
-#: netcat-like tools, older labchat) still work, and labchat/1 is the only protocol on the
-#: port anyway. Checked in tests/test_tls.py.
+#: section 3.2 would have it refuse with a fatal no_application_protocol alert; CPython's ssl
+#: does not, and we keep it so, because issue 13 asks that clients without ALPN (a bare
+#: ``ssl`` client, ``openssl s_client``, older labchat) still work, and labchat/1 is the only
+#: protocol on the port anyway. Checked in tests/test_alpn.py.
 ALPN_PROTOCOL = "labchat/1"
 
 _VERSIONS = {
