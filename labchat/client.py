@@ -138,6 +138,11 @@ class Client:
         """The negotiated TLS version ('TLSv1.3'), or None for plaintext."""
         return self.sock.version() if isinstance(self.sock, ssl.SSLSocket) else None
 
+    @property
+    def alpn_protocol(self) -> str | None:
+        """The server's ALPN choice ('labchat/1'); None if none, plaintext or closed."""
+        return self.sock.selected_alpn_protocol() if isinstance(self.sock, ssl.SSLSocket) else None
+
     # -- requests --------------------------------------------------------------------------
 
     def login(self, user: str, password: str) -> str:

@@ -6,6 +6,7 @@ Both start from ``ssl.create_default_context`` (the CPython ``ssl`` docs' advice
   lab can capture exactly that handshake;
 * restrict TLS 1.2 to the Mozilla "intermediate" AEAD suites (TLS 1.3 suites are all AEAD);
 * on the server, restrict key exchange to X25519, P-256 and P-384 (`labchat.tlsgroups`);
+* advertise the ALPN protocol id ``labchat/1`` (`ALPN_PROTOCOL`), on both sides;
 * optionally write a key log (the NSS ``SSLKEYLOGFILE`` format) that lets Wireshark or scapy
   decrypt a capture. Whoever reads it can read the chat: a new file is created 0600 with
   ``O_EXCL|O_NOFOLLOW``, and an existing one must be a regular 0600 file of ours, never a
@@ -26,6 +27,7 @@ import warnings
 from .tlsgroups import MOZILLA_GROUPS, GroupsUnavailable, set_groups
 
 __all__ = [
+    "ALPN_PROTOCOL",
     "MOZILLA_INTERMEDIATE_CIPHERS",
     "InsecureTLSWarning",
     "KeyPermissionError",
@@ -56,6 +58,19 @@ MOZILLA_INTERMEDIATE_CIPHERS = ":".join(
         "ECDHE-RSA-CHACHA20-POLY1305",
     ]
 )
+
+#: The ALPN protocol id of labchat's line protocol (RFC 7301, Application-Layer Protocol
+#: Negotiation). TLS hides the chat, but the ClientHello is sent in the clear: with this id in
+#: it, a TLS terminator or proxy can route the connection, and Wireshark or `labchat.analysis`
+#: can tell what runs inside, without the keys. It is not in IANA's ALPN registry (RFC 7301
+#: section 6): a lab protocol.
+#: The server also serves clients that offer no ALPN, or only other ids (``h2``, an
+#: ``openssl s_client -alpn h2``): it then selects nothing and the handshake goes on. RFC 7301
+#: section 3.2 would have it refuse with a fatal no_application_protocol alert; CPython's ssl
+#: does not, and we keep it so, because issue 13 asks that clients without ALPN (a bare
+#: ``ssl`` client, ``openssl s_client``, older labchat) still work, and labchat/1 is the only
+#: protocol on the port anyway. Checked in tests/test_alpn.py.
+ALPN_PROTOCOL = "labchat/1"
 
 _VERSIONS = {
     "1.2": ssl.TLSVersion.TLSv1_2,
@@ -229,6 +244,9 @@ def _common_setup(ctx: ssl.SSLContext, tls_version: str | None, keylog: StrPath 
     ctx.set_ciphers(MOZILLA_INTERMEDIATE_CIPHERS)
     # CRIME (CVE-2012-4929); create_default_context already sets it, say so explicitly.
     ctx.options |= ssl.OP_NO_COMPRESSION
+    # On a server, CPython's ALPN callback answers a client whose list has no labchat/1
+    # (or that sends no list) with SSL_TLSEXT_ERR_NOACK: no ALPN in the reply, no alert.
+    ctx.set_alpn_protocols([ALPN_PROTOCOL])
     if keylog is not None:
         _set_keylog(ctx, keylog)
 
@@ -259,7 +277,9 @@ def server_context(
     """Build the server's TLS context.
 
     Key exchange is limited to X25519, P-256 and P-384 (Mozilla intermediate) for TLS 1.2
-    and 1.3, in this process whenever it runs (see `labchat.tlsgroups`).
+    and 1.3, in this process whenever it runs (see `labchat.tlsgroups`). The server selects
+    ALPN `ALPN_PROTOCOL` when a client offers it, and still serves a client that offers no
+    ALPN or only other ids (then nothing is selected).
 
     Args:
         certfile: The server certificate (PEM; may also hold the key and intermediates).
@@ -305,7 +325,8 @@ def client_context(
     """Build a client's TLS context (certificate and host name verification on).
 
     Pass the host name as ``server_hostname=`` to ``wrap_socket``; it is checked against the
-    certificate's subjectAltName (DNS names and IP addresses).
+    certificate's subjectAltName (DNS names and IP addresses). The ClientHello offers ALPN
+    `ALPN_PROTOCOL`; ``selected_alpn_protocol()`` on the socket says whether the server chose it.
 
     Args:
         cafile: The CA to trust (the lab's ``certs/ca.pem``); None uses the system store.

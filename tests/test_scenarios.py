@@ -123,9 +123,33 @@ def check_shape(result: capture.CaptureResult) -> None:
         assert m["tls"]["version"] == expected
         if TSHARK and server_port == 5050:
             assert _tls_server_version(result.pcap) == expected
+        check_alpn(result, expected)
     if name in ("tcp-chat", "tls12-chat", "tls13-chat"):
         assert [c["role"] for c in conns] == ["alice", "bob"]
         assert [x["line"] for x in m["transcript"]] == [line for _, line in scenarios.CHAT]
+
+
+def check_alpn(result: capture.CaptureResult, version: str) -> None:
+    """Every ClientHello offers ALPN labchat/1 and the server selects it (RFC 7301).
+
+    TLS 1.2 says so in the clear (ServerHello); TLS 1.3 only in EncryptedExtensions, which
+    takes the key log to read.
+    """
+    from labchat import analysis
+
+    def alpn(keys: bool) -> list[tuple[list[str], str]]:
+        conns = analysis.load(
+            result.pcap,
+            keylog=result.keylog if keys else None,
+            embedded_keys=keys,
+            tls_ports=[result.manifest["server"]["port"]],
+        ).connections()
+        return [(c.tls_info.alpn_offered, c.tls_info.alpn) for c in conns]
+
+    count = len(result.manifest["connections"])
+    seen = "labchat/1" if version == "TLSv1.2" else ""
+    assert alpn(keys=False) == [(["labchat/1"], seen)] * count
+    assert alpn(keys=True) == [(["labchat/1"], "labchat/1")] * count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +221,12 @@ def test_reference_tls_captures_decrypt_in_tshark_with_no_settings(name):
         assert "ERR auth" in text
     else:
         assert "MSG bob every word, alice" in text
+    offered = subprocess.run(
+        [TSHARK, "-r", str(pcap), "-Y", "tls.handshake.type == 1",
+         "-T", "fields", "-e", "tls.handshake.extensions_alpn_str"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert offered and set(offered) == {"labchat/1"}  # tshark names the protocol too
 
 
 def test_reference_keys_are_shipped_and_not_ignored():

@@ -228,6 +228,11 @@ def check_capture(result: capture.CaptureResult) -> None:
             assert (last.direction, last.name, last.record_length) == opaque
         else:
             assert seen == [code]
+    # ALPN (RFC 7301): every ClientHello offers labchat/1; every server that got as far as
+    # answering selects it (the 1.3 server of the version mismatch answers only with an alert).
+    assert [c.tls_info.alpn_offered for c in clear] == [["labchat/1"]] * len(clear)
+    selected = "" if name == "tls-version-mismatch" else "labchat/1"
+    assert [c.tls_info.alpn for c in opened] == [selected] * len(opened), name
     if name.endswith("-resume"):
         full, resumed = opened
         assert not full.tls_info.resumed and resumed.tls_info.resumed
