@@ -551,6 +551,8 @@ class LoginOutcome:
         ok: True if the credentials were right and the attempt was not throttled.
         throttled: True if the attempt was refused without checking the password, because
             the account or the source address is in a cool-down.
+        operator: True if the account that logged in has the operator (teacher) role, read
+            from the same record as the hash that was checked.
         retry_after: Seconds until the next attempt for this account and source will be
             checked; 0.0 when there is no cool-down. A failed attempt that starts a cool-down
             reports it here with ``throttled=False``.
@@ -559,6 +561,7 @@ class LoginOutcome:
     ok: bool
     throttled: bool = False
     retry_after: float = 0.0
+    operator: bool = False
 
 
 # --- the login decision ----------------------------------------------------------------------
@@ -695,6 +698,6 @@ class Authenticator:
                     ok = verify_password(checked, password) and record is not None
             if ok:
                 self.throttle.record_success(key, source)
-                return LoginOutcome(ok=True)
+                return LoginOutcome(ok=True, operator=record.get("operator") is True)
             self.throttle.record_failure(key, source)
             return LoginOutcome(ok=False, retry_after=self.throttle.retry_after(key, source))

@@ -204,11 +204,8 @@ class Commands:
                 p.Err("auth", f"your client certificate is for {caller.cert_name}; log in as that")
             )
             return
-        if not p.valid_username(user):
-            # Same reply as a wrong password: names are not confirmed or denied.
-            outcome = self.auth.login("", password, source)
-        else:
-            outcome = self.auth.login(user, password, source)
+        # An invalid name gets the same answer as a wrong password (Authenticator.login).
+        outcome = self.auth.login(user, password, source)
         if outcome.throttled:
             log.warning("login throttled for %r from %s", user[:32], source)
             reply(
@@ -219,7 +216,7 @@ class Commands:
             log.warning("login failed for %r from %s", user[:32], source)
             reply(p.Err("auth", "invalid user name or password"))
             return
-        caller.operator = self.auth.store.is_operator(user)
+        caller.operator = outcome.operator
         replaced = self.room.join(caller, user)
         if replaced is not None:
             log.warning("%s took over from %s", caller.label(), replaced.label())

@@ -439,9 +439,7 @@ ServerMessage = Hello | Ok | Err | Msg | Priv | Users | Ping | Pong | Bye | Join
 
 
 def _field(value: str, what: str) -> str:
-    if "\n" in value or "\r" in value:
-        raise LocalProtocolError(f"{what} must not contain a line break")
-    at = find_forbidden(value)
+    at = find_forbidden(value)  # CR and LF are forbidden code points too
     if at is not None:
         raise LocalProtocolError(
             f"{what} must not contain control characters (U+{ord(value[at]):04X} at {at})"

@@ -168,6 +168,10 @@ class Room:
 
     def muted_for(self, user: str, now: float) -> float:
         """Seconds *user* stays muted (0.0: not muted). Ended mutes are forgotten here."""
+        if not self._mutes:
+            # Every SAY and TELL asks; almost nobody is muted. An empty dict is read safely
+            # without the room lock, which say() and tell() take right after.
+            return 0.0
         with self._lock:
             until = self._mutes.get(user)
             if until is None:

@@ -625,6 +625,9 @@ def test_UserStore_operator_role(tmp_path):
     store.add("alice", PASSWORD)
     assert store.is_operator("teacher") and not store.is_operator("alice")
     assert not store.is_operator("nobody")
+    login = Authenticator(store).login
+    assert login("teacher", PASSWORD, "10.0.0.1") == LoginOutcome(ok=True, operator=True)
+    assert login("alice", PASSWORD, "10.0.0.1") == LoginOutcome(ok=True, operator=False)
     again = UserStore(store.path)  # it is in the file, not only in memory
     assert again.is_operator("teacher")
     again.add("teacher", PASSWORD + "2", replace=True)  # the role is what the change says

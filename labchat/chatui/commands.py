@@ -13,7 +13,7 @@ from dataclasses import dataclass
 # What goes to the server as it is typed is the protocol's own command: a line for the room,
 # a private line, who is there, a ping, leaving, and the operators' requests. Help, Unmute
 # (a MUTE of 0 seconds, shown as its own command) and Usage are the chat's own.
-from labchat.protocol import Kick, Mute, Ping, Quit, Say, Tell, Unlock, Who
+from labchat.protocol import DEFAULT_MUTE_SECONDS, Kick, Mute, Ping, Quit, Say, Tell, Unlock, Who
 from labchat.protocol import ListThrottled as Throttled
 
 __all__ = [
@@ -83,7 +83,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "mute",
         "/mute NAME [seconds]",
-        "refuse NAME's lines (for 300 s unless said)",
+        f"refuse NAME's lines (for {DEFAULT_MUTE_SECONDS} s unless said)",
         operator=True,
         takes_user=True,
     ),
