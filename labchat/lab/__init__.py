@@ -23,7 +23,7 @@ Notebooks use it as ``from labchat import lab`` and ``lab.<name>``: every name b
 from __future__ import annotations
 
 from ..plots import broadcast_latency as plot_latency
-from .captured import Captured, capture_scenario, capture_scenarios, strip_keys
+from .captured import Captured, capture_scenario, capture_scenarios
 from .files import LabFiles, client_options, lab_files, running_server
 from .liveview import RoomView, live_room_view
 from .rooms import ChatBots, RoomStats, measure_broadcast_latency, room_order_check
@@ -62,7 +62,6 @@ __all__ = [
     "running_server",
     "socket_states",
     "socket_table",
-    "strip_keys",
     "tcp_sockets",
     "time_wait_demo",
 ]

@@ -2,7 +2,7 @@
 
 `capture_scenario` runs a scripted scenario (`labchat.capture.run_scenario`), in whichever
 capture mode works here, and loads it as an eavesdropper sees it (the key log embedded in the
-pcapng is stripped first); `Captured.decrypted` loads it again with the keys.
+pcapng is ignored); `Captured.decrypted` loads it again with the keys.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import analysis, capture
-from ..capture.pcapng import strip_secrets
 
-__all__ = ["Captured", "capture_scenario", "capture_scenarios", "strip_keys"]
+__all__ = ["Captured", "capture_scenario", "capture_scenarios"]
 
 
 @dataclass
@@ -59,17 +58,13 @@ class Captured:
         return b"".join(s.payload for c in self.capture.connections() for s in c.segments)
 
 
-def strip_keys(pcapng: str | Path, out: str | Path) -> Path:
-    """Copy a pcapng without its embedded TLS key log (`labchat.capture.pcapng.strip_secrets`)."""
-    return strip_secrets(pcapng, out)
-
-
 def _load(result: capture.CaptureResult) -> Captured:
     port = int(result.manifest.get("server", {}).get("port", 0)) or capture.DEFAULT_PORT
     # Only TLS scenarios get their port decoded as TLS: a plaintext chat on the same port
     # must stay plaintext (its lines are the lesson).
-    wire = strip_keys(result.pcap, result.directory / "capture-nokeys.pcapng")
-    cap = analysis.load(wire, tls_ports=[port] if result.manifest.get("tls") else [])
+    # As an eavesdropper sees it: the key log embedded in the pcapng is not used.
+    tls_ports = [port] if result.manifest.get("tls") else []
+    cap = analysis.load(result.pcap, tls_ports=tls_ports, embedded_keys=False)
     return Captured(result, cap, cap.connection(0))
 
 
