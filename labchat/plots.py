@@ -41,7 +41,6 @@ __all__ = [
     "flag_words",
     "in_flight",
     "ladder",
-    "lines_by_segment",
     "lost_originals",
     "mask_password",
     "room_view",
@@ -242,42 +241,6 @@ def mask_password(line: str) -> str:
     return _LOGIN_RE.sub(r"\1****", line)
 
 
-def lines_by_segment(conn: Connection) -> dict[int, list[str]]:
-    """The labchat/1 lines each segment completes: segment index -> lines, in order.
-
-    A line belongs to the segment that carried its last byte (as `TLSMessage.segment` does
-    for records). Decrypted TLS application data where the key log was known, else the
-    plaintext payload; an encrypted connection without keys gives ``{}``. The lines are the
-    same as ``conn.app_lines()``, with their place on the wire.
-
-    Args:
-        conn: a connection from :func:`labchat.analysis.load`.
-
-    Returns:
-        Segment index -> the lines (decoded as UTF-8, passwords not masked).
-    """
-    if conn.tls:
-        chunks = [
-            (m.segment, m.direction, m.data)
-            for m in conn.tls_messages()
-            if m.name == "ApplicationData" and m.decrypted and m.segment is not None
-        ]
-    else:
-        chunks = [
-            (s.index, s.direction, s.payload)
-            for s in conn.segments
-            if s.payload_len and not s.retransmission and s.payload
-        ]
-    buffers: dict[str, bytes] = {}
-    out: dict[int, list[str]] = {}
-    for index, direction, data in chunks:
-        buffers[direction] = buffers.get(direction, b"") + data
-        *complete, buffers[direction] = buffers[direction].split(b"\n")
-        for raw in complete:
-            out.setdefault(index, []).append(raw.rstrip(b"\r").decode("utf-8", "replace"))
-    return out
-
-
 def _short(line: str) -> str:
     line = mask_password(line)
     if len(line) > LABEL_LINE_CHARS:
@@ -459,7 +422,7 @@ def ladder(
             # An alert says which one: that is the point of it (close_notify, unknown_ca, ...).
             why = m.fields.get("description") if m.name == "Alert" else None
             names.setdefault(m.segment, []).append(f"Alert {why}" if why else m.name)
-    carried = lines_by_segment(conn) if lines else {}
+    carried = conn.lines_by_segment() if lines else {}
     times = [f"{seg.time * 1000:.3f} ms" for seg in segs]
     # The times are the y tick labels (so the layout makes room for them), left of the axes.
     left = max((_text_width(t, st.text) for t in times), default=1.0) + st.line + 0.3

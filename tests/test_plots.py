@@ -245,13 +245,13 @@ def test_mask_password_hides_only_a_logins_password(line: str, shown: str) -> No
 
 def test_lines_by_segment_are_the_connections_lines_in_their_segments(chat, tls_pair) -> None:
     for conn in (chat, *tls_pair):
-        placed = plots.lines_by_segment(conn)
+        placed = conn.lines_by_segment()
         flat = [line for index in sorted(placed) for line in placed[index]]
         assert flat == [text for _, text in conn.app_lines()]
         for index, lines in placed.items():
             assert conn.segments[index].payload_len > 0, (index, lines)
     no_keys = load(FIX / "tls13-chat.pcapng", tls_ports=[7443]).connection(0)
-    assert plots.lines_by_segment(no_keys) == {}
+    assert no_keys.lines_by_segment() == {}
 
 
 def test_ladder_labels_show_decrypted_lines_with_the_password_masked(tls_pair) -> None:

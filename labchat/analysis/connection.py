@@ -369,7 +369,7 @@ class Connection:
             limit: stop after about this many bytes (None: all of them).
         """
         out = bytearray()
-        for d, data in self._app_chunks(limit, direction):
+        for _, d, data in self._app_chunks(limit, direction):
             if d == direction:
                 out += data
                 if limit is not None and len(out) >= limit:
@@ -377,32 +377,49 @@ class Connection:
         return bytes(out)
 
     def _app_chunks(self, limit: int | None = None, direction: str | None = None):
-        """(direction, bytes) of application data in capture order."""
+        """(segment index, direction, bytes) of application data in capture order: the
+        segment is the one that delivered the bytes (its TLS record's, when decrypted)."""
         if self.tls:
             for m in self.tls_messages():
                 if m.name == "ApplicationData" and m.decrypted and m.data:
-                    yield m.direction, m.data
+                    yield m.segment, m.direction, m.data
             return
         for chunk in reassemble(self.segments, limit, direction):
             if chunk.data:
-                yield chunk.direction, chunk.data
+                yield chunk.segment, chunk.direction, chunk.data
+
+    def _lines(self):
+        """(segment index, direction, text) of each labchat/1 line, in order; a line belongs
+        to the segment that delivered its last byte. Unfinished lines come last, with
+        segment None."""
+        buffers = {C2S: b"", S2C: b""}
+        for segment, direction, data in self._app_chunks():
+            *complete, buffers[direction] = (buffers[direction] + data).split(b"\n")
+            for raw in complete:
+                yield segment, direction, raw.rstrip(b"\r").decode("utf-8", "replace")
+        for direction, rest in buffers.items():
+            if rest:
+                yield None, direction, rest.decode("utf-8", "replace")
 
     def app_lines(self) -> list[tuple[str, str]]:
         """labchat/1 lines as (direction, text): the plaintext stream, or decrypted TLS data.
 
         An encrypted connection without keys gives no lines (see ``tls_messages()``).
         """
-        buffers = {C2S: b"", S2C: b""}
-        lines: list[tuple[str, str]] = []
-        for direction, data in self._app_chunks():
-            buffers[direction] += data
-            while b"\n" in buffers[direction]:
-                line, buffers[direction] = buffers[direction].split(b"\n", 1)
-                lines.append((direction, line.rstrip(b"\r").decode("utf-8", "replace")))
-        for direction, rest in buffers.items():
-            if rest:
-                lines.append((direction, rest.decode("utf-8", "replace")))
-        return lines
+        return [(direction, text) for _, direction, text in self._lines()]
+
+    def lines_by_segment(self) -> dict[int, list[str]]:
+        """The complete labchat/1 lines each segment delivered: segment index -> lines.
+
+        The same lines as `app_lines` (reassembled, or decrypted where the key log was
+        known), with their place on the wire; an encrypted connection without keys gives
+        ``{}``. A ladder labels its arrows with them (`labchat.plots.ladder`).
+        """
+        out: dict[int, list[str]] = {}
+        for segment, _, text in self._lines():
+            if segment is not None:
+                out.setdefault(segment, []).append(text)
+        return out
 
     def transfer(self, direction: str | None = None) -> Transfer:
         """Throughput and goodput of one direction (default: the one that sent more)."""
