@@ -173,3 +173,16 @@ def test_check_cells_run_in_both_editions():
         "… isn_c: not answered yet (set isn_c above, then run this cell again)",
         "… login_len: not answered yet (set login_len above, then run this cell again)",
     ]
+
+
+def test_labchat_lab_student_refuses_an_edition_that_leaks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from labchat.classroom.launch import LaunchError, prepare_workdir
+
+    src = tmp_path / "99-exercise.ipynb"
+    nbformat.write(exercise_notebook(), src)
+    monkeypatch.setattr(edition, "student_notebook", lambda nb, **kw: nb)  # a broken converter
+    with pytest.raises(LaunchError, match="would show"):
+        prepare_workdir(tmp_path / "work", sources=[src], edition="student")
+    assert not (tmp_path / "work" / src.name).exists()

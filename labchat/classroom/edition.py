@@ -24,6 +24,7 @@ __all__ = [
     "PLACEHOLDER",
     "EditionError",
     "cell_tags",
+    "checked_student_edition",
     "leaks",
     "lint",
     "secret_lines",
@@ -226,6 +227,33 @@ def _lint_objectives(nb: Any) -> list[str]:
     return problems
 
 
+def checked_student_edition(path: str | Path, *, keep_outputs: bool = False) -> Any:
+    """The student edition of one notebook, refused if the notebook breaks the convention or
+    the edition would leak an answer.
+
+    Args:
+        path: the teacher's notebook.
+        keep_outputs: keep the outputs of ordinary cells.
+
+    Returns:
+        The student edition (an nbformat notebook, validated).
+
+    Raises:
+        EditionError: the convention is broken, or an answer would show.
+    """
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    problems = lint(nb)
+    if problems:
+        raise EditionError(f"{path.name}: {problems[0]}")
+    edition = student_notebook(nb, keep_outputs=keep_outputs)
+    leaked = leaks(nb, edition)
+    if leaked:
+        raise EditionError(f"{path.name}: the student edition would show {leaked[0]!r}")
+    nbformat.validate(edition)
+    return edition
+
+
 def write_student_edition(
     out: str | Path,
     sources: Sequence[str | Path] | None = None,
@@ -253,15 +281,7 @@ def write_student_edition(
     out = Path(out)
     written = []
     for path in paths:
-        nb = nbformat.read(path, as_version=4)
-        problems = lint(nb)
-        if problems:
-            raise EditionError(f"{path.name}: {problems[0]}")
-        edition = student_notebook(nb, keep_outputs=keep_outputs)
-        leaked = leaks(nb, edition)
-        if leaked:
-            raise EditionError(f"{path.name}: the student edition would show {leaked[0]!r}")
-        nbformat.validate(edition)
+        edition = checked_student_edition(path, keep_outputs=keep_outputs)
         out.mkdir(parents=True, exist_ok=True)
         target = out / path.name
         nbformat.write(edition, target)

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 
 from .. import resources
-from .edition import student_notebook
+from .edition import EditionError, checked_student_edition
 
 __all__ = [
     "DEFAULT_DIR",
@@ -63,7 +63,8 @@ def prepare_workdir(
 
     Raises:
         ValueError: unknown edition.
-        LaunchError: the package has no notebooks (a broken install).
+        LaunchError: the package has no notebooks (a broken install), or a student edition
+            would break the convention or show an answer (nothing is written for it).
     """
     if edition not in EDITIONS:
         raise ValueError(f"unknown edition {edition!r}; choose one of {EDITIONS}")
@@ -78,7 +79,11 @@ def prepare_workdir(
         if target.exists():
             continue
         if edition == "student":
-            nbformat.write(student_notebook(nbformat.read(src, as_version=4)), target)
+            try:
+                # The same checks as `labchat student-edition`: no answer reaches a student.
+                nbformat.write(checked_student_edition(src), target)
+            except EditionError as exc:
+                raise LaunchError(f"no student edition: {exc}") from exc
         else:
             shutil.copyfile(src, target)
         copied.append(target)
