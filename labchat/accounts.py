@@ -23,6 +23,8 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from labchat.auth import write_private_file
+
 __all__ = [
     "ACCOUNTS_FILE",
     "new_password",
@@ -67,19 +69,9 @@ def write_accounts(path: str | os.PathLike[str], accounts: Mapping[str, str]) ->
         The path written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     width = max((len(name) for name in accounts), default=0)
     body = _HEADER + "".join(f"{n:<{width}}  {pw}\n" for n, pw in accounts.items())
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o600)  # a temporary file left by a crash may have had other bits
-        os.write(fd, body.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private_file(path, body.encode("utf-8"))
     return path
 
 

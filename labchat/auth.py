@@ -56,6 +56,7 @@ __all__ = [
     "UserStore",
     "hash_password",
     "validate_password",
+    "write_private_file",
     "validate_username",
     "verify_password",
 ]
@@ -242,6 +243,37 @@ def verify_password(record: dict[str, Any], password: str) -> bool:
 
 _FILE_VERSION = 1
 _RECORD_ORDER = ("scheme", "n", "r", "p", "salt", "hash", "operator")
+
+
+def write_private_file(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace *path* with *data* atomically, mode 0600 from the first byte.
+
+    For files that hold secrets (the users file, the demo accounts): a reader sees the old
+    file or the new one, never half of one, and never a moment where others may read it.
+
+    Raises:
+        OSError: the directory or file cannot be written (the temporary file is removed).
+    """
+    path = Path(path)
+    directory = path.parent
+    tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # 0700: the directory of a secrets file need not be listable by others.
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # O_EXCL: never reuse (or follow a symlink planted at) an existing name; 0600 from the
+    # first byte, so there is no window where the secrets are world-readable.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # data on disk before the rename makes it visible
+        os.replace(tmp, path)  # atomic on POSIX and Windows (same filesystem)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
 
 
 class UserStore:
@@ -484,34 +516,11 @@ class UserStore:
         """Write the in-memory users atomically. Caller holds the lock."""
         payload = {"version": _FILE_VERSION, "users": self._users}
         data = (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8")
-        directory = self.path.parent
-        tmp = directory / f".{self.path.name}.{secrets.token_hex(8)}.tmp"
         try:
-            # 0700: the directory of a secrets file need not be listable by others.
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # O_EXCL: never reuse (or follow a symlink planted at) an existing name; 0600 from
-            # the first byte, so there is no window where the hashes are world-readable.
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-            fd = os.open(tmp, flags, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())  # data on disk before the rename makes it visible
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            try:
-                os.replace(tmp, self.path)  # atomic on POSIX and Windows (same filesystem)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_private_file(self.path, data)
         except OSError as e:
             raise AuthError(f"cannot write users file {self.path}: {e.strerror or e}") from None
         self._signature = self._stat()
-        _fsync_directory(directory)
 
 
 def _lock_fd(fd: int) -> None:

@@ -42,3 +42,17 @@ def test_new_password_is_random_and_long_enough() -> None:
     first, second = new_password(), new_password()
     assert first != second and len(first) == 12
     validate_password(first)
+
+
+def test_write_accounts_never_follows_a_planted_temporary_file(tmp_path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("not yours\n")
+    path = tmp_path / "demo-accounts.txt"
+    (tmp_path / ".demo-accounts.txt.tmp").symlink_to(victim)  # the old fixed temporary name
+    write_accounts(path, {"alice": "pw-a"})
+    assert victim.read_text() == "not yours\n"
+    assert read_accounts(path) == {"alice": "pw-a"}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".demo-accounts.txt.tmp", "demo-accounts.txt", "victim",
+    ]  # fmt: skip
