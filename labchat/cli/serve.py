@@ -229,7 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``--max-clients`` and friends: metavar (the unit) and help for each field of `Limits`.
+#: ``--max-clients`` and friends: metavar (the unit) and help for every field of `Limits`.
 #: docs/security.md says why each default is what it is.
 LIMIT_HELP: dict[str, tuple[str, str]] = {
     "max_clients": ("N", "connections served at once; the next one gets ERR busy"),
@@ -242,6 +242,17 @@ LIMIT_HELP: dict[str, tuple[str, str]] = {
     "write_timeout": ("SECONDS", "time one blocked write may take before the client is dropped"),
     "flood_burst": ("LINES", "lines a client may send back to back..."),
     "flood_rate": ("LINES/S", "...and lines per second after that (faster ones wait)"),
+    "max_pending_per_source": ("N", "connections from one address not logged in yet"),
+    "max_handshakes_per_source": ("N", "TLS handshakes from one address at once"),
+    "close_linger": ("SECONDS", "wait for the client's FIN after a last line before closing"),
+    "login_failures": ("N", "failed logins of one account from one address before a cool-down"),
+    "login_window": ("SECONDS", "time over which those failures count"),
+    "login_cooldown": ("SECONDS", "first cool-down of an account and address; then doubling"),
+    "login_max_cooldown": ("SECONDS", "longest cool-down, and the quiet time that resets it"),
+    "source_failures": ("N", "failed logins one address may make in a burst, any accounts"),
+    "source_interval": ("SECONDS", "then one more failure allowed per this many seconds"),
+    "max_hashes": ("N", "password checks (scrypt, 16 MiB each) running at once"),
+    "hashes_per_source": ("N", "of those, how many one address may hold"),
 }
 
 
@@ -298,7 +309,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     limits = serve.add_argument_group("limits (docs/security.md says why each default)")
     for name in Limits.names():
         default = getattr(Limits, name)
-        unit, text = LIMIT_HELP.get(name, ("N", name.replace("_", " ")))
+        unit, text = LIMIT_HELP[name]  # every limit gets its unit and a sentence
         limits.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
