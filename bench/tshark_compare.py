@@ -21,6 +21,7 @@ from pathlib import Path
 
 from labchat.analysis import Capture, load
 from labchat.analysis.report import json_document
+from labchat.analysis.tls.registry import HANDSHAKE_CODES
 
 __all__ = ["ANALYSIS_FLAGS", "Agreement", "compare", "ours", "tshark"]
 
@@ -62,26 +63,6 @@ _TLS_FIELDS = (
 )
 TCP_KEYS = ("stream", "flags", "seq", "ack", "len", "win", "analysis", "dup", "sack")
 TLS_KEYS = ("content", "opaque", "length", "handshake", "alert")
-# Handshake message names -> type codes on the wire (a HelloRetryRequest is a ServerHello).
-_HS_CODES = {
-    "HelloRequest": 0,
-    "ClientHello": 1,
-    "ServerHello": 2,
-    "HelloRetryRequest": 2,
-    "NewSessionTicket": 4,
-    "EndOfEarlyData": 5,
-    "EncryptedExtensions": 8,
-    "Certificate": 11,
-    "ServerKeyExchange": 12,
-    "CertificateRequest": 13,
-    "ServerHelloDone": 14,
-    "CertificateVerify": 15,
-    "ClientKeyExchange": 16,
-    "Finished": 20,
-    "CertificateStatus": 22,
-    "KeyUpdate": 24,
-    "CompressedCertificate": 25,
-}
 
 
 @dataclass
@@ -225,8 +206,8 @@ def ours(cap: Capture) -> dict[int, dict]:
                     f["opaque"].append(r.content_type)
                 f["content"].append(r.inner_type if r.inner_type is not None else r.content_type)
         for m in jconn["tls"]["messages"]:
-            if m["type"] in _HS_CODES and (m["decrypted"] or not m["encrypted"]):
-                frames[m["frame"]]["handshake"].append(_HS_CODES[m["type"]])
+            if m["type"] in HANDSHAKE_CODES and (m["decrypted"] or not m["encrypted"]):
+                frames[m["frame"]]["handshake"].append(HANDSHAKE_CODES[m["type"]])
             elif m["type"] == "Alert" and "code" in m["fields"]:
                 frames[m["frame"]]["alert"].append(m["fields"]["code"])
     return frames

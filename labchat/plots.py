@@ -413,6 +413,8 @@ def ladder(
     """
     from matplotlib.patches import FancyArrowPatch
 
+    from .analysis import endpoint
+
     st = _current
     mark = mark or {}
     segs = conn.segments[:max_segments]
@@ -428,7 +430,7 @@ def ladder(
     left = max((_text_width(t, st.text) for t in times), default=1.0) + st.line + 0.3
     # Room right of the server's lane: the rotated phase names, and half of the lane's label
     # (centred on the lane; constrained layout does not always make room for it).
-    server_label = f"{conn.server[0]}:{conn.server[1]}"
+    server_label = endpoint(conn.server)
     right = max(st.line + 0.2, _text_width(server_label, st.text) / 2 + 0.1)
     if ax is None:
         share = st.width
@@ -530,8 +532,8 @@ def ladder(
     ax.set_xticks([x_client, x_server])
     ax.set_xticklabels(
         [
-            f"client\n{conn.client[0]}:{conn.client[1]}",
-            f"server\n{conn.server[0]}:{conn.server[1]}",
+            f"client\n{endpoint(conn.client)}",
+            f"server\n{endpoint(conn.server)}",
         ]
     )
     ax.xaxis.set_ticks_position("top")

@@ -30,6 +30,7 @@ from .facts import (
     Segment,
     Teardown,
     TLSMessage,
+    endpoint,
     estimate_rtt,
 )
 from .loader import DEFAULT_TLS_PORTS, load
@@ -55,6 +56,7 @@ __all__ = [
     "Table",
     "Teardown",
     "Transfer",
+    "endpoint",
     "estimate_rtt",
     "first_application_data",
     "load",

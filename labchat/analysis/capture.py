@@ -7,6 +7,7 @@ from typing import Any
 
 from .connection import Connection
 from .errors import AnalysisError
+from .facts import endpoint
 from .table import Table
 
 __all__ = ["Capture"]
@@ -79,8 +80,8 @@ class Capture:
             rows.append(
                 {
                     "stream": c.stream,
-                    "client": _endpoint(c.client),
-                    "server": _endpoint(c.server),
+                    "client": endpoint(c.client),
+                    "server": endpoint(c.server),
                     "segments": len(c.segments),
                     "handshake": "none" if hs is None else ("ok" if hs.ok else "incomplete"),
                     "closed": closed,
@@ -88,8 +89,3 @@ class Capture:
                 }
             )
         return Table(rows, ["stream", "client", "server", "segments", "handshake", "closed", "tls"])
-
-
-def _endpoint(addr: tuple[str, int]) -> str:
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -18,12 +18,19 @@ __all__ = [
     "Segment",
     "TLSMessage",
     "Teardown",
+    "endpoint",
     "estimate_rtt",
 ]
 
 C2S = "c->s"
 S2C = "s->c"
 MOD = 1 << 32
+
+
+def endpoint(addr: tuple[str, int]) -> str:
+    """``host:port``, with an IPv6 host in brackets (``[::1]:5050``), as Wireshark writes it."""
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from .capture import Capture
 from .connection import Connection
-from .facts import C2S, S2C, Segment
+from .facts import C2S, S2C, Segment, endpoint
 from .summary import message_details, tls_round_trips, wire_state
 
 __all__ = ["SCHEMA", "describe", "flag_counts", "json_document", "payload_lines"]
@@ -98,11 +98,6 @@ def payload_lines(data: bytes, *, full: bool = False) -> list[str]:
         ascii_ = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
         out.append(f"{off:08x}  {hexes:<47}  |{ascii_}|")
     return out
-
-
-def _endpoint(addr: tuple[str, int]) -> str:
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _segment_lines(conn: Connection, raw_window: bool, width: int | None) -> Iterator[str]:
@@ -190,8 +185,8 @@ def describe(conn: Connection, *, width: int | None = 100, full: bool = False,
         extra.append("no SYN captured: client guessed")
     tail = f" ({'; '.join(extra)})" if extra else ""
     yield _cut(
-        f"== connection #{conn.stream}: client {_endpoint(conn.client)} -> server "
-        f"{_endpoint(conn.server)}, {len(conn.segments)} segments{tail}",
+        f"== connection #{conn.stream}: client {endpoint(conn.client)} -> server "
+        f"{endpoint(conn.server)}, {len(conn.segments)} segments{tail}",
         width,
     )
     yield from _tcp_facts(conn, width)
@@ -301,8 +296,8 @@ def _connection_json(conn: Connection) -> dict[str, Any]:
     hs, td = conn.handshake(), conn.teardown()
     out: dict[str, Any] = {
         "stream": conn.stream,
-        "client": _endpoint(conn.client),
-        "server": _endpoint(conn.server),
+        "client": endpoint(conn.client),
+        "server": endpoint(conn.server),
         "client_guessed": conn.client_guessed,
         "tunnel": conn.tunnel,
         "proxy": conn.proxy,

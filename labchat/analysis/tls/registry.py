@@ -10,6 +10,7 @@ __all__ = [
     "ALERTS",
     "CIPHER_SUITES",
     "EXTENSIONS",
+    "HANDSHAKE_CODES",
     "GROUPS",
     "HANDSHAKE_TYPES",
     "SIGNATURE_SCHEMES",
@@ -330,6 +331,10 @@ HANDSHAKE_TYPES = {
     16: "ClientKeyExchange", 20: "Finished", 21: "CertificateURL", 22: "CertificateStatus",
     23: "SupplementalData", 24: "KeyUpdate", 25: "CompressedCertificate", 254: "MessageHash",
 }
+
+#: Message name -> the type code it carries on the wire. A TLS 1.3 HelloRetryRequest is a
+#: ServerHello (type 2, RFC 8446 section 4.1.3); 6 was its code only in drafts.
+HANDSHAKE_CODES = {name: code for code, name in HANDSHAKE_TYPES.items()} | {"HelloRetryRequest": 2}
 
 # RFC 8446 section 6, RFC 5246 section 7.2.
 ALERTS = {
