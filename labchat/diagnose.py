@@ -180,6 +180,11 @@ def read_certificates(path: StrPath, *, what: str = "certificate file") -> list[
         FileNotFoundError: The file does not exist (the message names it).
         CertificateFileError: It cannot be read, or holds no PEM certificate.
     """
+    return [CertificateInfo.from_x509(c) for c in _load_certificates(path, what)]
+
+
+def _load_certificates(path: StrPath, what: str) -> list[x509.Certificate]:
+    """The certificates of a PEM file; `read_certificates` says what each error means."""
     data = _read(path, what)
     name = os.fspath(path)
     if b"-----BEGIN CERTIFICATE-----" not in data:
@@ -193,7 +198,7 @@ def read_certificates(path: StrPath, *, what: str = "certificate file") -> list[
         raise CertificateFileError(
             path, f"{what} {name} is not a valid PEM certificate: {exc}"
         ) from None
-    return [CertificateInfo.from_x509(c) for c in certs]
+    return certs
 
 
 def _load_key(path: StrPath, what: str):  # -> a cryptography private key
@@ -239,16 +244,15 @@ def check_key_pair(
     """
     data_path = keyfile if keyfile is not None else certfile
     key_what = "private key" if keyfile is not None else f"{what} (with its key)"
-    leaf = read_certificates(certfile, what=what)[0]
+    cert = _load_certificates(certfile, what)[0]
     key = _load_key(data_path, key_what)
-    cert = x509.load_pem_x509_certificates(Path(certfile).read_bytes())[0]
     if _public_der(cert.public_key()) != _public_der(key.public_key()):
         raise CertificateFileError(
             data_path,
             f"{what} {os.fspath(certfile)} does not match the private key "
             f"{os.fspath(data_path)}: the key belongs to another certificate",
         )
-    return leaf
+    return CertificateInfo.from_x509(cert)
 
 
 def check_server_certificate(
