@@ -276,7 +276,7 @@ def _segment_label(
     elif tls_names:
         shown = tls_names if len(tls_names) <= 9 else [*tls_names[:8], "…"]
         lines += _pack(shown, max_chars)
-    notes = seg.notes() if hasattr(seg, "notes") else []
+    notes = seg.notes()
     if seg.retransmission and not any("retransmission" in n for n in notes):
         notes.insert(0, "retransmission")
     if notes:
