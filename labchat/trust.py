@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
+
+from .diagnose import CertificateInfo
 
 __all__ = ["ChainReport", "Check", "explain", "load_pem_certificates", "signed_by"]
 
@@ -84,19 +86,10 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _name(cert: x509.Certificate) -> str:
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return f"CN={cns[0].value}" if cns else cert.subject.rfc4514_string()
-
-
-def _sans(cert: x509.Certificate) -> list[str]:
-    try:
-        ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
-    except x509.ExtensionNotFound:
-        return []
-    names: list[str] = list(ext.value.get_values_for_type(x509.DNSName))
-    names += [str(ip) for ip in ext.value.get_values_for_type(x509.IPAddress)]
-    return names
+def _name(name: x509.Name) -> str:
+    """``CN=...`` of a subject or issuer, else the whole name (RFC 4514)."""
+    cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return f"CN={cns[0].value}" if cns else name.rfc4514_string()
 
 
 def _name_matches(host: str, names: list[str]) -> bool:
@@ -190,20 +183,24 @@ def explain(
         checks = []
         issuer = next((a for a in anchors if signed_by(cert, a)), None)
         if issuer is not None:
-            checks.append(Check("signature", True, f"signed by {_name(issuer)}, a CA you trust"))
+            checks.append(
+                Check("signature", True, f"signed by {_name(issuer.subject)}, a CA you trust")
+            )
             report.anchor = report.anchor or issuer
         elif i + 1 < len(certs) and signed_by(cert, certs[i + 1]):
-            checks.append(Check("signature", True, f"signed by {_name(certs[i + 1])} (sent)"))
+            checks.append(
+                Check("signature", True, f"signed by {_name(certs[i + 1].subject)} (sent)")
+            )
         elif signed_by(cert, cert):
             checks.append(Check("signature", False, "self-signed, and not a CA you trust"))
         else:
-            issuer_name = _name_of_issuer(cert)
+            issuer_name = _name(cert.issuer)
             checks.append(
                 Check("signature", False, f"no CA you trust signed it (issuer {issuer_name})")
             )
         checks.append(_validity(cert, at))
         if i == 0 and host is not None:
-            names = _sans(cert)
+            names = list(CertificateInfo.from_x509(cert).names)  # DNS names, then IPs
             ok = _name_matches(host, names)
             listed = ", ".join(names) or "none"
             checks.append(Check("name", ok, f"{'names' if ok else 'does not name'} {host} "
@@ -213,8 +210,3 @@ def explain(
             break  # the rest (a copy of the root, say) plays no part: trust ends here
     report.verdict = _verdict(certs[0], certs[1:], anchors, host, at)
     return report
-
-
-def _name_of_issuer(cert: x509.Certificate) -> str:
-    cns = cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return f"CN={cns[0].value}" if cns else cert.issuer.rfc4514_string()
